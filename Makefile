@@ -1,0 +1,48 @@
+# rlhf-recipes: the stages of ChatGPT training, one make target each.
+#   make all                 the whole pipeline on the embedded default (CPU, minutes)
+#   make test                the test suite
+#   make pretrain MODEL=tiny HW=cpu ARGS="--num_train_epochs 1"
+SHELL := /bin/bash
+.NOTPARALLEL:
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV ?= .venv
+MODEL ?= tiny
+HW ?= cpu
+ARGS ?=
+
+BIN := $(VENV)/bin
+RECIPE := recipes/$(MODEL)
+LAUNCH := $(BIN)/accelerate launch --config_file accelerate_configs/$(HW).yaml
+
+.PHONY: help install data tokenizer pretrain all test clean
+
+help: ## List the targets
+	@echo "Usage: make <target> [MODEL=$(MODEL)] [HW=$(HW)] [ARGS='--key value ...']"
+	@grep -hE '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
+
+install: $(VENV)/.installed ## Create .venv and install the pinned requirements
+
+$(VENV)/.installed: requirements.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install -r requirements.txt
+	touch $@
+
+data: install ## Stage 0: generate the embedded world's datasets into data/
+	$(BIN)/python recipes/data.py --config $(RECIPE)/data.yaml $(ARGS)
+
+tokenizer: install ## Stage 1a: train the BPE tokenizer -> outputs/MODEL/tokenizer
+	$(BIN)/python recipes/tokenizer.py --config $(RECIPE)/tokenizer.yaml $(ARGS)
+
+pretrain: install ## Stage 1: pretrain the base model -> outputs/MODEL/pretrain
+	$(LAUNCH) recipes/pretrain.py --config $(RECIPE)/pretrain.yaml $(ARGS)
+
+all: data tokenizer pretrain ## Every stage in order on the embedded default
+
+test: install ## Run the test suite (tiny real runs, offline)
+	$(BIN)/python -m pytest
+
+clean: ## Remove generated data and outputs (keeps .venv)
+	rm -rf data outputs

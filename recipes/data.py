@@ -1,0 +1,35 @@
+"""Stage 0: generate the embedded world and every dataset the pipeline trains on (`make data`).
+
+    python recipes/data.py --config recipes/tiny/data.yaml
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from trl import TrlParser
+
+from rlhf.common import RecipeError, cli, parse, staged_output
+from rlhf.datagen import WorldConfig, write
+
+
+def make_parser() -> TrlParser:
+    return TrlParser((WorldConfig,))
+
+
+def main(argv: Sequence[str] | None = None) -> dict:
+    try:
+        (cfg,) = parse(make_parser(), argv)
+    except ValueError as e:  # a rate out of range, an unknown attribute
+        raise RecipeError(str(e)) from e
+    with staged_output(cfg.output_dir) as out:
+        sizes = write(cfg, Path(out))
+    for name, splits in sizes.items():
+        print(f"{name:>20}: " + ", ".join(f"{split} {n}" for split, n in splits.items()))
+    print(f"wrote {cfg.output_dir}")
+    return sizes
+
+
+if __name__ == "__main__":
+    cli(main)

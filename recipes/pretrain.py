@@ -1,0 +1,175 @@
+"""Stage 1: causal-LM pretraining of a GPT-2-style model on packed text (`make pretrain`).
+
+    accelerate launch --config_file accelerate_configs/cpu.yaml recipes/pretrain.py \
+        --config recipes/tiny/pretrain.yaml
+
+Builds the model from the config's shape (from scratch), or continues any causal-LM checkpoint named
+in `model_name_or_path`. At the end: held-out perplexity, greedy recall of the world's facts, and a
+few sample continuations, all in `metrics.json` next to a standard Hugging Face model directory.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from itertools import chain
+
+from accelerate import PartialState
+from transformers import (
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    DataCollatorForLanguageModeling,
+    GPT2Config,
+    GPT2LMHeadModel,
+    Trainer,
+    TrainingArguments,
+)
+from trl import TrlParser
+
+from rlhf.common import (
+    RecipeError,
+    Stopwatch,
+    cli,
+    load_pretrained,
+    load_splits,
+    parse,
+    staged_output,
+    write_json,
+    write_model_card,
+)
+from rlhf.generation import complete
+from rlhf.world import ATTRIBUTES, World
+
+
+@dataclass
+class PretrainArguments:
+    dataset_name: str = field(default="data/world/pretrain", metadata={"help": "Dataset with a `text` column."})
+    dataset_train_split: str = field(default="train", metadata={"help": "Split to train on."})
+    dataset_test_split: str = field(default="test", metadata={"help": "Held-out split for perplexity."})
+    tokenizer_name_or_path: str = field(default="outputs/tiny/tokenizer", metadata={"help": "Tokenizer to use."})
+    model_name_or_path: str | None = field(
+        default=None, metadata={"help": "Continue pretraining this causal LM; if unset, build one from the shape below."}
+    )
+    n_layer: int = field(default=4, metadata={"help": "Transformer blocks (from-scratch model only)."})
+    n_embd: int = field(default=128, metadata={"help": "Width (from-scratch model only)."})
+    n_head: int = field(default=4, metadata={"help": "Attention heads (from-scratch model only)."})
+    context_length: int = field(default=256, metadata={"help": "Tokens per packed training sequence."})
+    world_file: str | None = field(
+        default="data/world/world.json", metadata={"help": "World whose facts are probed after training; null skips."}
+    )
+
+
+def make_parser() -> TrlParser:
+    return TrlParser((PretrainArguments, TrainingArguments))
+
+
+def build_model(args: PretrainArguments, tokenizer):
+    if args.model_name_or_path:
+        model = load_pretrained(AutoModelForCausalLM, args.model_name_or_path)
+        if model.get_input_embeddings().num_embeddings < len(tokenizer):
+            raise RecipeError(f"tokenizer {args.tokenizer_name_or_path} has {len(tokenizer)} tokens but the model "
+                              f"embeds only {model.get_input_embeddings().num_embeddings}; use the model's tokenizer")
+        return model
+    config = GPT2Config(
+        vocab_size=len(tokenizer), n_positions=args.context_length, n_embd=args.n_embd, n_layer=args.n_layer,
+        n_head=args.n_head, bos_token_id=tokenizer.eos_token_id, eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    return GPT2LMHeadModel(config)
+
+
+def packed_splits(args: PretrainArguments, tokenizer) -> dict:
+    """Documents joined by EOS and cut into full `context_length` blocks: no padding is trained on."""
+    raw = load_splits(args.dataset_name, [args.dataset_train_split, args.dataset_test_split], [{"text"}],
+                      "run `make data` first or set dataset_name")
+    context = args.context_length
+
+    def pack(batch):
+        ids = list(chain.from_iterable(tokenizer(t).input_ids + [tokenizer.eos_token_id] for t in batch["text"]))
+        usable = len(ids) // context * context
+        return {"input_ids": [ids[i : i + context] for i in range(0, usable, context)]}
+
+    out = {}
+    for name, split in raw.items():
+        with PartialState().local_main_process_first():
+            out[name] = split.map(pack, batched=True, batch_size=1000, remove_columns=split.column_names)
+        if len(out[name]) == 0:
+            raise RecipeError(f"dataset {args.dataset_name} split {name!r} is shorter than one {context}-token "
+                              "block; lower context_length or add text")
+    return out
+
+
+def fact_recall(model, tokenizer, world: World) -> dict:
+    """Greedy completion of 'The population of <city> is' and the like, scored against the world."""
+    cases = [(c, a) for c in world.cities for a in world.attributes]
+    prompts = [ATTRIBUTES[a].probe.format(city=c.name) for c, a in cases]
+    completions = complete(model, tokenizer, prompts, max_new_tokens=8)
+    heldout = set(world.heldout)
+    right = {"train": 0, "heldout": 0}
+    total = {"train": 0, "heldout": 0}
+    for (city, attr), done in zip(cases, completions):
+        group = "heldout" if city.name in heldout else "train"
+        total[group] += 1
+        right[group] += done.text.strip().startswith(city.facts[attr])
+    examples = [f"{p} ->{c.text}" for p, c in list(zip(prompts, completions))[:: max(1, len(prompts) // 6)]]
+    return {
+        "fact_recall": round((right["train"] + right["heldout"]) / len(cases), 3),
+        "facts_recalled": right["train"] + right["heldout"],
+        "facts_total": len(cases),
+        "heldout_fact_recall": round(right["heldout"] / max(1, total["heldout"]), 3),
+        "recall_examples": examples,
+    }
+
+
+def question_continuations(model, tokenizer, world: World) -> list[str]:
+    """A base model asked a bare question tends to continue with more questions (FAQ pages)."""
+    prompts = [ATTRIBUTES[a].questions[0].format(city=world.heldout[0]) + "\n" for a in world.attributes[:3]]
+    return [p + c.text for p, c in zip(prompts, complete(model, tokenizer, prompts, max_new_tokens=24))]
+
+
+def main(argv: Sequence[str] | None = None) -> dict:
+    args, training_args = parse(make_parser(), argv)
+    clock = Stopwatch()
+    tokenizer = load_pretrained(AutoTokenizer, args.tokenizer_name_or_path, "run `make tokenizer` first")
+    splits = packed_splits(args, tokenizer)
+    model = build_model(args, tokenizer)
+    final_dir = training_args.output_dir
+    with staged_output(final_dir) as out:
+        training_args.output_dir = str(out)
+        trainer = Trainer(
+            model=model, args=training_args, train_dataset=splits[args.dataset_train_split],
+            eval_dataset=splits[args.dataset_test_split], processing_class=tokenizer,
+            data_collator=DataCollatorForLanguageModeling(tokenizer, mlm=False),
+        )
+        result = trainer.train()
+        eval_loss = trainer.evaluate()["eval_loss"]
+        trained_tokens = result.global_step * training_args.per_device_train_batch_size * \
+            training_args.gradient_accumulation_steps * trainer.accelerator.num_processes * args.context_length
+        metrics = {
+            "parameters": model.num_parameters(),
+            "train_loss": round(result.training_loss, 4),
+            "eval_loss": round(eval_loss, 4),
+            "perplexity": round(math.exp(eval_loss), 3),
+            "trained_tokens": trained_tokens,
+            "tokens_per_second": round(trained_tokens / result.metrics["train_runtime"]),
+        }
+        if args.world_file and trainer.accelerator.is_main_process:
+            world = World.load(args.world_file)
+            metrics.update(fact_recall(model, tokenizer, world))
+            metrics["question_continuations"] = question_continuations(model, tokenizer, world)
+        metrics["wall_time_s"] = clock.seconds
+        trainer.save_model(str(out))
+        trainer.save_state()
+        write_json(out / "metrics.json", metrics)
+        write_model_card(out, "Base model (pretraining)", "A GPT-2-style causal LM pretrained from scratch on "
+                         "the rlhf-recipes embedded world. It continues text; it does not follow instructions.", metrics)
+    training_args.output_dir = final_dir
+    for line in metrics.get("recall_examples", []) + metrics.get("question_continuations", []):
+        print("  " + line.replace("\n", "\\n"))
+    print({k: v for k, v in metrics.items() if not isinstance(v, list)})
+    return metrics
+
+
+if __name__ == "__main__":
+    cli(main)

@@ -1,0 +1,146 @@
+"""What every stage script shares: strict config parsing, clear errors, finished-or-absent outputs."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+from accelerate import PartialState
+
+
+class RecipeError(Exception):
+    """A problem the user can fix; the CLI prints it as one line and exits non-zero."""
+
+
+def parse(parser, argv: Sequence[str] | None) -> tuple:
+    """Parse `--config x.yaml` plus command-line overrides, refusing unknown keys in either."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if "--config" in argv:
+        path = Path(argv[argv.index("--config") + 1])
+        if not path.is_file():
+            raise RecipeError(f"config file {path} not found; pass --config recipes/<model>/<stage>.yaml")
+    try:
+        return parser.parse_args_and_config(argv, fail_with_unknown_args=True)
+    except ValueError as e:
+        message = first_line(e)
+        if "Unknown arguments from config file" in message or "not used by the HfArgumentParser" in message:
+            raise RecipeError(f"{message.split('. Please')[0]}; check the spelling or run with --help") from e
+        raise RecipeError(message) from e
+
+
+def cli(main: Callable[[Sequence[str] | None], object]) -> None:
+    """Run a stage's `main`, turning a `RecipeError` into one line on stderr and exit status 2."""
+    try:
+        main(None)
+    except RecipeError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+
+
+def looks_like_hub_id(name: str) -> bool:
+    """'gpt2' or 'owner/name' is a hub id; anything deeper, or starting with '.' or '/', is a local path."""
+    return not name.startswith((".", "/", "~")) and name.count("/") <= 1 and not Path(name).exists()
+
+
+def require_dir(path: str | Path, what: str, fix: str) -> Path:
+    """Fail clearly on a missing local directory; hub ids pass through to the hub loaders."""
+    if isinstance(path, str) and looks_like_hub_id(path):
+        return Path(path)
+    path = Path(path)
+    if not path.is_dir():
+        raise RecipeError(f"{what} {path} not found; {fix}")
+    return path
+
+
+def load_splits(name: str, splits: Sequence[str], accepts: Sequence[set[str]], fix: str,
+                config: str | None = None) -> dict:
+    """Load `splits` of a local or hub dataset that has one of the `accepts` column sets, or fail in one line."""
+    from datasets import load_dataset  # heavy; only the stages that read data pay for it
+
+    require_dir(name, "dataset", fix)
+    for f in sorted(Path(name).glob("*.json*")) if Path(name).is_dir() else []:
+        if f.stat().st_size == 0:
+            raise RecipeError(f"dataset file {f} is empty; {fix}")
+    try:
+        raw = load_dataset(name, config)
+    except Exception as e:  # offline hub, malformed file, ...: one line, the cause chained for --debug
+        raise RecipeError(f"cannot load dataset {name}: {type(e).__name__}: {first_line(e)}") from e
+    wanted = " or ".join("/".join(sorted(c)) for c in accepts)
+    out = {}
+    for split in splits:
+        if split not in raw:
+            raise RecipeError(f"dataset {name} has splits {list(raw)}, not {split!r}; set the split in the config")
+        ds = raw[split]
+        if not any(c <= set(ds.column_names) for c in accepts):
+            raise RecipeError(f"dataset {name} split {split!r} has columns {ds.column_names}; expected {wanted}")
+        if len(ds) == 0:
+            raise RecipeError(f"dataset {name} split {split!r} is empty; {fix}")
+        out[split] = ds
+    return out
+
+
+def load_pretrained(auto_class, name: str, fix: str = "check the path or hub id", **kwargs):
+    """`auto_class.from_pretrained(name)`, failing in one line on a missing path or an unreachable hub."""
+    require_dir(name, auto_class.__name__.removeprefix("Auto").lower(), fix)
+    try:
+        return auto_class.from_pretrained(name, **kwargs)
+    except (OSError, ValueError) as e:
+        hint = "; the hub is unreachable (offline?): download it first or use a local path" if looks_like_hub_id(name) else ""
+        raise RecipeError(f"cannot load {name}: {first_line(e)}{hint}") from e
+
+
+def first_line(error: BaseException) -> str:
+    return (str(error).strip().splitlines() or [""])[0]
+
+
+@contextmanager
+def staged_output(final_dir: str | Path) -> Iterator[Path]:
+    """Build a stage's output in `<dir>.partial` and move it into place only when the stage succeeds.
+
+    A failed run leaves `<dir>.partial` to inspect, never a directory that looks finished.
+    """
+    final_dir = Path(final_dir)
+    partial = final_dir.with_name(final_dir.name + ".partial")
+    state = PartialState()
+    if state.is_main_process:
+        shutil.rmtree(partial, ignore_errors=True)
+        partial.mkdir(parents=True)
+    state.wait_for_everyone()
+    yield partial
+    state.wait_for_everyone()
+    if state.is_main_process:
+        shutil.rmtree(final_dir, ignore_errors=True)
+        partial.rename(final_dir)
+    state.wait_for_everyone()
+
+
+def write_json(path: Path, data: dict) -> None:
+    if PartialState().is_main_process:
+        path.write_text(json.dumps(data, indent=2) + "\n")
+
+
+class Stopwatch:
+    def __init__(self) -> None:
+        self.start = time.perf_counter()
+
+    @property
+    def seconds(self) -> float:
+        return round(time.perf_counter() - self.start, 1)
+
+
+def write_model_card(out: Path, title: str, summary: str, metrics: dict) -> None:
+    """A short README.md next to the weights, so the directory explains itself on its own."""
+    if not PartialState().is_main_process:
+        return
+    rows = "\n".join(f"| {k} | {v} |" for k, v in metrics.items() if not isinstance(v, (dict, list)))
+    out.joinpath("README.md").write_text(
+        f"---\nlibrary_name: transformers\ntags: [rlhf-recipes]\n---\n\n# {title}\n\n{summary}\n\n"
+        f"Made by rlhf-recipes. Load it with "
+        f"`AutoModelForCausalLM.from_pretrained` or `pipeline(\"text-generation\")`.\n\n"
+        f"| metric | value |\n|---|---|\n{rows}\n"
+    )

@@ -1,0 +1,273 @@
+"""Builds every dataset of the embedded default from a seeded world, in TRL's standard formats.
+
+data/<name>/
+  world.json                      the ground truth (cities, facts, held-out cities)
+  pretrain/{train,test}.jsonl     `text`: articles, Q:/A: pages, unanswered FAQ pages, tables, filler
+  sft/{train,test}.jsonl          `messages`: demonstrations by demonstrators of uneven skill
+  comparison_prompts/train.jsonl  `prompt`: what the SFT model answers K times for the reward model
+  preferences/{train,test}.jsonl  `prompt`/`chosen`/`rejected`: offline pairs labelled by the noisy gold labeler
+  rl_prompts/train.jsonl          `prompt`: what PPO trains on
+  eval_prompts/test.jsonl         `prompt` + `kind`: held-out cities only, never trained on
+
+Each directory loads with `datasets.load_dataset(path)`, exactly like a hub dataset.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from .demonstrators import DEGENERATE, Request, answer, make_request
+from .labeler import GoldLabeler
+from .world import ATTRIBUTES, FILLER, City, World, build_world
+
+DEFAULT_ATTRIBUTES = ["country", "population", "river", "dish", "founded"]
+DOC_MIX = {"article": 0.45, "qa": 0.25, "faq": 0.12, "table": 0.08, "filler": 0.10}
+PAIR_DIFFERENCES = ("style", "wrong_value", "harmful", "over_refusal", "degenerate")
+
+
+@dataclass
+class WorldConfig:
+    """Sizes, seed and rates of the generated world (`recipes/<model>/data.yaml`)."""
+
+    output_dir: str = field(default="data/world", metadata={"help": "Where the datasets are written."})
+    seed: int = field(default=0, metadata={"help": "Everything generated is a function of this seed."})
+    num_cities: int = field(default=64, metadata={"help": "Number of fictional cities."})
+    attributes: list[str] = field(
+        default_factory=lambda: list(DEFAULT_ATTRIBUTES),
+        metadata={"help": f"Facts each city has, from {sorted(ATTRIBUTES)}."},
+    )
+    heldout_fraction: float = field(
+        default=0.25, metadata={"help": "Share of cities seen only in pretraining and evaluation."}
+    )
+    pretrain_docs: int = field(default=12000, metadata={"help": "Documents in the pretraining corpus."})
+    pretrain_test_fraction: float = field(default=0.02, metadata={"help": "Held-out share for perplexity."})
+    sft_train: int = field(default=3000, metadata={"help": "SFT demonstrations for training."})
+    sft_test: int = field(default=200, metadata={"help": "SFT demonstrations for the eval loss."})
+    multi_turn_fraction: float = field(default=0.15, metadata={"help": "Share of two-turn demonstrations."})
+    harmful_fraction: float = field(default=0.2, metadata={"help": "Share of requests that are harmful."})
+    benign_fraction: float = field(
+        default=0.15, metadata={"help": "Share of requests that are benign but sound edgy (must not be refused)."}
+    )
+    flaw_padded: float = field(default=0.15, metadata={"help": "Demonstrations padded with pleasantries."})
+    flaw_followup: float = field(default=0.15, metadata={"help": "Demonstrations that append a question."})
+    flaw_offtopic: float = field(default=0.10, metadata={"help": "Demonstrations that add off-topic facts."})
+    flaw_wrong_value: float = field(default=0.10, metadata={"help": "Demonstrations that state a wrong value."})
+    flaw_refusal: float = field(default=0.05, metadata={"help": "Demonstrations that refuse a benign question."})
+    harmful_compliance: float = field(
+        default=0.4, metadata={"help": "Share of harmful requests that demonstrators comply with."}
+    )
+    comparison_prompts: int = field(default=1024, metadata={"help": "Prompts the SFT model answers for the RM."})
+    preference_train: int = field(default=2000, metadata={"help": "Offline preference pairs for training."})
+    preference_test: int = field(default=400, metadata={"help": "Held-out preference pairs (held-out cities)."})
+    label_noise: float = field(
+        default=0.15, metadata={"help": "Chance that the labeler prefers the worse answer (humans agree ~73%)."}
+    )
+    rl_prompts: int = field(default=1024, metadata={"help": "Prompts for PPO."})
+    eval_harmful: int = field(default=32, metadata={"help": "Harmful evaluation prompts."})
+    eval_benign: int = field(default=32, metadata={"help": "Benign-but-edgy evaluation prompts."})
+
+    def __post_init__(self) -> None:
+        flaws = self.flaw_padded + self.flaw_followup + self.flaw_offtopic + self.flaw_wrong_value + self.flaw_refusal
+        rates = {"label_noise": self.label_noise, "harmful_compliance": self.harmful_compliance,
+                 "flaw rates summed": flaws, "harmful_fraction + benign_fraction": self.harmful_fraction + self.benign_fraction}
+        for name, value in rates.items():
+            if not 0.0 <= value <= 1.0:
+                raise ValueError(f"{name} is {value}; it must lie between 0 and 1")
+        if self.num_cities < 2:
+            raise ValueError(f"num_cities is {self.num_cities}; the world needs at least 2 (one held out)")
+
+    def fact_styles(self) -> dict[str, float]:
+        flaws = {"padded": self.flaw_padded, "followup": self.flaw_followup, "offtopic": self.flaw_offtopic,
+                 "wrong_value": self.flaw_wrong_value, "refusal": self.flaw_refusal}
+        return {"ideal": 1.0 - sum(flaws.values()), **flaws}
+
+
+def _pick(rng: random.Random, weights: dict[str, float]) -> str:
+    return rng.choices(list(weights), weights=list(weights.values()))[0]
+
+
+# --- pretraining corpus -------------------------------------------------------------------------
+
+
+def _statement(rng: random.Random, city: City, attr: str) -> str:
+    return rng.choice(ATTRIBUTES[attr].statements).format(city=city.name, value=city.facts[attr])
+
+
+def _question(rng: random.Random, city: City, attr: str) -> str:
+    return rng.choice(ATTRIBUTES[attr].questions).format(city=city.name)
+
+
+def _article(world: World, rng: random.Random) -> str:
+    city = rng.choice(world.cities)
+    sentences = [_statement(rng, city, a) for a in rng.sample(world.attributes, len(world.attributes))]
+    for _ in range(rng.randint(0, 2)):
+        sentences.insert(rng.randint(0, len(sentences)), rng.choice(FILLER).format(city=city.name))
+    return city.name + "\n\n" + " ".join(sentences)
+
+
+def _qa_page(world: World, rng: random.Random) -> str:
+    pairs = []
+    for _ in range(rng.randint(3, 6)):
+        city, attr = rng.choice(world.cities), rng.choice(world.attributes)
+        pairs.append(f"Q: {_question(rng, city, attr)}\nA: {ATTRIBUTES[attr].statements[0].format(city=city.name, value=city.facts[attr])}")
+    return "\n\n".join(pairs)
+
+
+def _faq_page(world: World, rng: random.Random) -> str:
+    """Questions with no answers: why a base model asked a question tends to ask more."""
+    city = rng.choice(world.cities)
+    questions = [_question(rng, city, a) for a in rng.sample(world.attributes, rng.randint(3, len(world.attributes)))]
+    return f"Frequently asked questions about {city.name}\n\n" + "\n".join(questions)
+
+
+def _table(world: World, rng: random.Random) -> str:
+    city = rng.choice(world.cities)
+    return f"City: {city.name}\n" + "\n".join(f"{a.capitalize()}: {city.facts[a]}" for a in world.attributes)
+
+
+def _filler(world: World, rng: random.Random) -> str:
+    return " ".join(rng.choice(FILLER).format(city=rng.choice(world.cities).name) for _ in range(rng.randint(3, 6)))
+
+
+DOC_MAKERS = {"article": _article, "qa": _qa_page, "faq": _faq_page, "table": _table, "filler": _filler}
+
+
+def pretraining_corpus(world: World, rng: random.Random, num_docs: int) -> list[str]:
+    return [DOC_MAKERS[_pick(rng, DOC_MIX)](world, rng) for _ in range(num_docs)]
+
+
+# --- requests and demonstrations ---------------------------------------------------------------
+
+
+def _request(world: World, rng: random.Random, cfg: WorldConfig, cities: list[City]) -> Request:
+    kind = _pick(rng, {"harmful": cfg.harmful_fraction, "benign": cfg.benign_fraction,
+                       "fact": 1.0 - cfg.harmful_fraction - cfg.benign_fraction})
+    return make_request(world, rng, kind, rng.choice(cities))
+
+
+def _demo_style(rng: random.Random, cfg: WorldConfig, request: Request) -> str:
+    if request.kind == "harmful":
+        return "compliance" if rng.random() < cfg.harmful_compliance else "ideal"
+    return _pick(rng, cfg.fact_styles())
+
+
+def demonstration(world: World, rng: random.Random, cfg: WorldConfig, cities: list[City]) -> list[dict]:
+    turns = 2 if rng.random() < cfg.multi_turn_fraction else 1
+    messages = []
+    for _ in range(turns):
+        request = _request(world, rng, cfg, cities)
+        messages.append({"role": "user", "content": request.text})
+        messages.append({"role": "assistant", "content": answer(world, rng, request, _demo_style(rng, cfg, request))})
+    return messages
+
+
+def _user(text: str) -> list[dict]:
+    return [{"role": "user", "content": text}]
+
+
+def _assistant(text: str) -> list[dict]:
+    return [{"role": "assistant", "content": text}]
+
+
+# --- preference pairs -------------------------------------------------------------------------
+
+
+def _pair_styles(rng: random.Random, difference: str) -> tuple[str, str, str]:
+    """(request kind, better style, worse style) for the kind of difference a pair should show."""
+    if difference == "style":
+        return rng.choice(["fact", "benign"]), "ideal", rng.choice(["padded", "followup", "offtopic"])
+    if difference == "wrong_value":
+        return rng.choice(["fact", "benign"]), "ideal", "wrong_value"
+    if difference == "harmful":
+        return "harmful", "ideal", "compliance"
+    if difference == "over_refusal":
+        return rng.choice(["fact", "benign"]), "ideal", "refusal"
+    kind = rng.choice(["fact", "benign", "harmful"])
+    better = "ideal" if kind == "harmful" else rng.choice(["ideal", "padded", "followup", "offtopic"])
+    return kind, better, rng.choice(DEGENERATE)
+
+
+def preference_pairs(world: World, labeler: GoldLabeler, rng: random.Random, cfg: WorldConfig,
+                     cities: list[City], n: int) -> list[dict]:
+    rows = []
+    while len(rows) < n:
+        difference = PAIR_DIFFERENCES[len(rows) % len(PAIR_DIFFERENCES)]
+        kind, better, worse = _pair_styles(rng, difference)
+        request = make_request(world, rng, kind, rng.choice(cities))
+        a, b = answer(world, rng, request, better), answer(world, rng, request, worse)
+        choice = labeler.prefer(request.text, a, b, rng, cfg.label_noise)
+        if choice is None:
+            continue
+        chosen, rejected = (a, b) if choice == 0 else (b, a)
+        rows.append({"prompt": _user(request.text), "chosen": _assistant(chosen), "rejected": _assistant(rejected),
+                     "difference": difference, "label_agrees_with_gold": choice == 0})
+    return rows
+
+
+# --- evaluation prompts -----------------------------------------------------------------------
+
+
+def eval_prompts(world: World, rng: random.Random, cfg: WorldConfig) -> list[dict]:
+    """Every fact of every held-out city, plus harmful and benign-but-edgy requests about them."""
+    rows = []
+    for city in world.heldout_cities:
+        for attr in world.attributes:
+            rows.append({"prompt": _user(_question(rng, city, attr)), "kind": "fact"})
+    for kind, count in (("harmful", cfg.eval_harmful), ("benign", cfg.eval_benign)):
+        for _ in range(count):
+            rows.append({"prompt": _user(make_request(world, rng, kind, rng.choice(world.heldout_cities)).text),
+                         "kind": kind})
+    return rows
+
+
+# --- writing ----------------------------------------------------------------------------------
+
+
+def write_jsonl(path: Path, rows: list[dict]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w") as f:
+        for row in rows:
+            f.write(json.dumps(row) + "\n")
+
+
+def generate(cfg: WorldConfig) -> dict[str, dict[str, list[dict]]]:
+    """All datasets as {dataset: {split: rows}}, plus the world under the key 'world'."""
+    world = build_world(cfg.seed, cfg.num_cities, cfg.attributes, cfg.heldout_fraction)
+    labeler = GoldLabeler(world)
+    rng = random.Random(cfg.seed + 1)
+    train = world.train_cities
+
+    docs = pretraining_corpus(world, rng, cfg.pretrain_docs)
+    num_test = max(1, round(len(docs) * cfg.pretrain_test_fraction))
+    test_docs = set(docs[:num_test])
+    train_docs = [d for d in docs[num_test:] if d not in test_docs]  # short docs (tables) can repeat
+    sft = [{"messages": demonstration(world, rng, cfg, train)} for _ in range(cfg.sft_train + cfg.sft_test)]
+    return {
+        "world": world,
+        "pretrain": {"train": [{"text": d} for d in train_docs], "test": [{"text": d} for d in docs[:num_test]]},
+        "sft": {"train": sft[: cfg.sft_train], "test": sft[cfg.sft_train:]},
+        "comparison_prompts": {"train": [{"prompt": _user(_request(world, rng, cfg, train).text)}
+                                         for _ in range(cfg.comparison_prompts)]},
+        "preferences": {"train": preference_pairs(world, labeler, rng, cfg, train, cfg.preference_train),
+                        "test": preference_pairs(world, labeler, rng, cfg, world.heldout_cities, cfg.preference_test)},
+        "rl_prompts": {"train": [{"prompt": _user(_request(world, rng, cfg, train).text)} for _ in range(cfg.rl_prompts)]},
+        "eval_prompts": {"test": eval_prompts(world, rng, cfg)},
+    }
+
+
+def write(cfg: WorldConfig, out: Path) -> dict[str, dict[str, int]]:
+    """Write every dataset under `out`; returns the row count of each split."""
+    data = generate(cfg)
+    world = data.pop("world")
+    out.mkdir(parents=True, exist_ok=True)
+    world.save(out / "world.json")
+    sizes = {}
+    for name, splits in data.items():
+        for split, rows in splits.items():
+            write_jsonl(out / name / f"{split}.jsonl", rows)
+        sizes[name] = {split: len(rows) for split, rows in splits.items()}
+    (out / "config.json").write_text(json.dumps(asdict(cfg), indent=1))
+    return sizes

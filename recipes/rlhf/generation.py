@@ -1,0 +1,38 @@
+"""Batched generation with left padding, as every stage that samples from a policy needs it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass
+class Completion:
+    text: str
+    ended: bool  # stopped at EOS rather than at the token limit
+    num_tokens: int
+
+
+@torch.no_grad()
+def complete(model, tokenizer, prompts: list[str], max_new_tokens: int, do_sample: bool = False,
+             temperature: float = 1.0, batch_size: int = 32) -> list[Completion]:
+    """Continue each prompt; the text excludes the prompt and everything from EOS on."""
+    side, tokenizer.padding_side = tokenizer.padding_side, "left"
+    model.eval()
+    out: list[Completion] = []
+    try:
+        for i in range(0, len(prompts), batch_size):
+            batch = tokenizer(prompts[i : i + batch_size], return_tensors="pt", padding=True,
+                              add_special_tokens=False).to(model.device)
+            sampling = {"do_sample": True, "temperature": temperature, "top_k": 0, "top_p": 1.0} if do_sample else {"do_sample": False}
+            ids = model.generate(**batch, max_new_tokens=max_new_tokens, pad_token_id=tokenizer.pad_token_id,
+                                 eos_token_id=tokenizer.eos_token_id, **sampling)
+            for row in ids[:, batch["input_ids"].shape[1]:].tolist():
+                ended = tokenizer.eos_token_id in row
+                row = row[: row.index(tokenizer.eos_token_id)] if ended else row
+                row = [t for t in row if t != tokenizer.pad_token_id]
+                out.append(Completion(tokenizer.decode(row, skip_special_tokens=True), ended, len(row)))
+    finally:
+        tokenizer.padding_side = side
+    return out

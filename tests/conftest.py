@@ -1,0 +1,64 @@
+"""Shared fixtures: one tiny world, tokenizer and base model, built once per test session for real."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the tests never reach a hub
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import data  # noqa: E402
+import pretrain  # noqa: E402
+import tokenizer  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = ROOT / "recipes" / "tiny"
+
+# A world small enough to build in a second, with every split non-empty.
+SMALL_WORLD = ["--num_cities", "12", "--pretrain_docs", "600", "--pretrain_test_fraction", "0.05",
+               "--sft_train", "64", "--sft_test", "16", "--comparison_prompts", "16", "--preference_train", "300",
+               "--preference_test", "100", "--rl_prompts", "32", "--eval_harmful", "4", "--eval_benign", "4"]
+
+
+def world_args(out: Path, *extra: str) -> list[str]:
+    return ["--config", str(TINY / "data.yaml"), "--output_dir", str(out), *SMALL_WORLD, *extra]
+
+
+@pytest.fixture(scope="session")
+def world_dir(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("data") / "world"
+    data.main(world_args(out))
+    return out
+
+
+@pytest.fixture(scope="session")
+def tokenizer_dir(world_dir, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("outputs") / "tokenizer"
+    tokenizer.main(["--config", str(TINY / "tokenizer.yaml"), "--dataset_name", str(world_dir / "pretrain"),
+                    "--vocab_size", "512", "--output_dir", str(out)])
+    return out
+
+
+def pretrain_args(world_dir: Path, tokenizer_dir: Path, out: Path, *extra: str) -> list[str]:
+    """The tiny recipe's own YAML, shrunk to a model and a run that take seconds."""
+    return ["--config", str(TINY / "pretrain.yaml"), "--dataset_name", str(world_dir / "pretrain"),
+            "--tokenizer_name_or_path", str(tokenizer_dir), "--world_file", str(world_dir / "world.json"),
+            "--output_dir", str(out), "--n_layer", "2", "--n_embd", "64", "--n_head", "2", "--context_length", "128",
+            "--max_steps", "60", "--logging_steps", "5", "--warmup_steps", "5", "--save_strategy", "no", *extra]
+
+
+@pytest.fixture(scope="session")
+def pretrained(world_dir, tokenizer_dir, tmp_path_factory) -> tuple[Path, dict]:
+    out = tmp_path_factory.mktemp("outputs") / "pretrain"
+    metrics = pretrain.main(pretrain_args(world_dir, tokenizer_dir, out))
+    return out, metrics
+
+
+def run_cli(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
+    """Run a recipe script the way a user does, in a fresh interpreter."""
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    return subprocess.run([sys.executable, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=600)

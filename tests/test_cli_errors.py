@@ -1,0 +1,64 @@
+"""Bad input: one clear line on stderr, a non-zero exit, and nothing that looks like a finished stage."""
+
+import json
+
+from conftest import TINY, pretrain_args, run_cli, world_args
+
+
+def assert_one_line_error(result, *needles):
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert "Traceback" not in result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1, result.stderr[-2000:]
+    for needle in needles:
+        assert needle in errors[0], errors[0]
+
+
+def test_missing_data_dir_names_the_fix(tmp_path):
+    result = run_cli("recipes/tokenizer.py", "--config", str(TINY / "tokenizer.yaml"),
+                     "--dataset_name", str(tmp_path / "nowhere"), "--output_dir", str(tmp_path / "tok"))
+    assert_one_line_error(result, "not found", "make data")
+    assert not (tmp_path / "tok").exists()
+
+
+def test_unknown_yaml_key_is_an_error_not_ignored(tmp_path):
+    config = tmp_path / "pretrain.yaml"
+    config.write_text((TINY / "pretrain.yaml").read_text() + "learning_rat: 0.1\n")
+    result = run_cli("recipes/pretrain.py", "--config", str(config))
+    assert_one_line_error(result, "learning_rat")
+
+
+def test_unknown_command_line_flag_is_an_error(tmp_path):
+    result = run_cli("recipes/data.py", "--config", str(TINY / "data.yaml"), "--num_citys", "3")
+    assert_one_line_error(result, "num_citys")
+
+
+def test_missing_config_file(tmp_path):
+    result = run_cli("recipes/data.py", "--config", str(tmp_path / "nope.yaml"))
+    assert_one_line_error(result, "nope.yaml", "not found")
+
+
+def test_bad_world_rate(tmp_path):
+    result = run_cli("recipes/data.py", *world_args(tmp_path / "w", "--label_noise", "2"))
+    assert_one_line_error(result, "label_noise")
+    assert not (tmp_path / "w").exists()
+
+
+def test_empty_dataset_fails_before_training(world_dir, tokenizer_dir, tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "train.jsonl").write_text("")
+    (empty / "test.jsonl").write_text(json.dumps({"text": "A city."}) + "\n")
+    args = pretrain_args(world_dir, tokenizer_dir, tmp_path / "pt")
+    args[args.index("--dataset_name") + 1] = str(empty)
+    result = run_cli("recipes/pretrain.py", *args)
+    assert_one_line_error(result, "empty")
+    assert not (tmp_path / "pt").exists()
+
+
+def test_dataset_without_text_column(world_dir, tokenizer_dir, tmp_path):
+    args = pretrain_args(world_dir, tokenizer_dir, tmp_path / "pt")
+    args[args.index("--dataset_name") + 1] = str(world_dir / "sft")
+    result = run_cli("recipes/pretrain.py", *args)
+    assert_one_line_error(result, "columns", "messages", "text")
+    assert not (tmp_path / "pt").exists()
