@@ -55,6 +55,9 @@ class PretrainArguments:
     n_embd: int = field(default=128, metadata={"help": "Width (from-scratch model only)."})
     n_head: int = field(default=4, metadata={"help": "Attention heads (from-scratch model only)."})
     context_length: int = field(default=256, metadata={"help": "Tokens per packed training sequence."})
+    dropout: float = field(
+        default=0.0, metadata={"help": "Dropout of a from-scratch model; 0 lets a small model memorise facts faster."}
+    )
     world_file: str | None = field(
         default="data/world/world.json", metadata={"help": "World whose facts are probed after training; null skips."}
     )
@@ -73,7 +76,8 @@ def build_model(args: PretrainArguments, tokenizer):
         return model
     config = GPT2Config(
         vocab_size=len(tokenizer), n_positions=args.context_length, n_embd=args.n_embd, n_layer=args.n_layer,
-        n_head=args.n_head, bos_token_id=tokenizer.eos_token_id, eos_token_id=tokenizer.eos_token_id,
+        n_head=args.n_head, resid_pdrop=args.dropout, embd_pdrop=args.dropout, attn_pdrop=args.dropout,
+        bos_token_id=tokenizer.eos_token_id, eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
     )
     return GPT2LMHeadModel(config)
