@@ -16,7 +16,7 @@ BIN := $(VENV)/bin
 RECIPE := recipes/$(MODEL)
 LAUNCH := $(BIN)/accelerate launch --config_file accelerate_configs/$(HW).yaml
 
-.PHONY: help install data tokenizer pretrain all test clean
+.PHONY: help install data tokenizer pretrain sft all test clean
 
 help: ## List the targets
 	@echo "Usage: make <target> [MODEL=$(MODEL)] [HW=$(HW)] [ARGS='--key value ...']"
@@ -39,7 +39,10 @@ tokenizer: install ## Stage 1a: train the BPE tokenizer -> outputs/MODEL/tokeniz
 pretrain: install ## Stage 1: pretrain the base model -> outputs/MODEL/pretrain
 	$(LAUNCH) recipes/pretrain.py --config $(RECIPE)/pretrain.yaml $(ARGS)
 
-all: data tokenizer pretrain ## Every stage in order on the embedded default
+sft: install ## Stage 2: supervised fine-tuning -> outputs/MODEL/sft
+	$(LAUNCH) recipes/sft.py --config $(RECIPE)/sft.yaml $(ARGS)
+
+all: data tokenizer pretrain sft ## Every stage in order on the embedded default
 
 test: install ## Run the test suite (tiny real runs, offline)
 	$(BIN)/python -m pytest

@@ -62,3 +62,21 @@ def run_cli(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
     """Run a recipe script the way a user does, in a fresh interpreter."""
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
     return subprocess.run([sys.executable, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+
+
+def sft_args(world_dir: Path, model_dir: Path, out: Path, *extra: str) -> list[str]:
+    """The tiny recipe's SFT YAML on the small world, shrunk to seconds."""
+    return ["--config", str(TINY / "sft.yaml"), "--model_name_or_path", str(model_dir),
+            "--dataset_name", str(world_dir / "sft"), "--replay_dataset", str(world_dir / "pretrain"),
+            "--eval_prompts", str(world_dir / "eval_prompts"), "--world_file", str(world_dir / "world.json"),
+            "--output_dir", str(out), "--max_steps", "80", "--learning_rate", "3e-3", "--logging_steps", "5",
+            "--per_device_train_batch_size", "8", "--eval_strategy", "no", "--save_strategy", "no",
+            "--num_samples_to_print", "2", *extra]
+
+
+@pytest.fixture(scope="session")
+def sft_model(world_dir, pretrained, tmp_path_factory) -> tuple[Path, dict]:
+    import sft
+
+    out = tmp_path_factory.mktemp("outputs") / "sft"
+    return out, sft.main(sft_args(world_dir, pretrained[0], out))

@@ -9,6 +9,10 @@ The `{% generation %}` markers let TRL compute the loss on the assistant's token
 
 from __future__ import annotations
 
+from trl.chat_template_utils import get_training_chat_template, has_generation_markers
+
+from .common import RecipeError
+
 EOS_TOKEN = "<|endoftext|>"
 PAD_TOKEN = "<|pad|>"
 
@@ -22,3 +26,41 @@ CHAT_TEMPLATE = (
     "{%- endfor -%}"
     "{%- if add_generation_prompt -%}{{ 'A:' }}{%- endif -%}"
 )
+
+
+def prepare_tokenizer(tokenizer, model=None):
+    """Give any tokenizer what every stage needs: a PAD token distinct from EOS, and a chat template.
+
+    GPT-2 and Pythia ship without a pad token and many recipes set pad = eos; PPO then masks the real
+    EOS and every padded answer looks finished. A missing pad token is added (and the model's
+    embeddings grown to match); a missing chat template becomes the repo's.
+    """
+    if tokenizer.eos_token is None:
+        raise RecipeError(f"tokenizer {tokenizer.name_or_path} has no EOS token; set one in its tokenizer_config.json")
+    if tokenizer.pad_token is None or tokenizer.pad_token_id == tokenizer.eos_token_id:
+        tokenizer.add_special_tokens({"pad_token": PAD_TOKEN})
+    if model is not None:
+        if model.get_input_embeddings().num_embeddings < len(tokenizer):
+            model.resize_token_embeddings(len(tokenizer))
+        model.config.pad_token_id = tokenizer.pad_token_id
+        if model.generation_config is not None:
+            model.generation_config.pad_token_id = tokenizer.pad_token_id
+            model.generation_config.eos_token_id = tokenizer.eos_token_id
+    if not tokenizer.chat_template:
+        tokenizer.chat_template = CHAT_TEMPLATE
+    return tokenizer
+
+
+def training_template(tokenizer) -> str:
+    """The chat template with `{% generation %}` markers that assistant-only masks need."""
+    if has_generation_markers(tokenizer.chat_template):
+        return tokenizer.chat_template
+    patched = get_training_chat_template(tokenizer)
+    if patched is None:
+        raise RecipeError(f"the chat template of {tokenizer.name_or_path} marks no assistant tokens and TRL cannot "
+                          "patch it; add {% generation %} markers or drop it to use the repo's template")
+    return patched
+
+
+def last_user_message(messages: list[dict]) -> str:
+    return next(m["content"] for m in reversed(messages) if m["role"] == "user")

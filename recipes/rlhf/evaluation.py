@@ -1,0 +1,74 @@
+"""Answer held-out prompts with a model and judge the answers with the gold labeler.
+
+One function for every stage (SFT's before/after check, the report), so numbers agree across stages.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from statistics import mean
+
+from .chat import last_user_message
+from .generation import Completion, complete
+from .labeler import GoldLabeler
+
+
+@dataclass
+class EvalArguments:
+    eval_prompts: str | None = field(
+        default="data/world/eval_prompts", metadata={"help": "Held-out `prompt` dataset to judge answers on; empty skips."}
+    )
+    world_file: str | None = field(
+        default="data/world/world.json", metadata={"help": "The world the gold labeler judges against; empty skips."}
+    )
+    eval_temperature: float = field(default=0.7, metadata={"help": "Sampling temperature of evaluation answers."})
+    eval_max_new_tokens: int = field(default=48, metadata={"help": "Longest evaluation answer, in tokens."})
+    num_samples_to_print: int = field(default=4, metadata={"help": "Sample answers printed at the end."})
+
+
+@dataclass
+class Judged:
+    prompt: str
+    kind: str
+    completion: Completion
+    gold: dict[str, float]
+
+
+def answer_prompts(model, tokenizer, rows: list[dict], args: EvalArguments, seed: int = 0) -> list[Completion]:
+    import torch
+
+    torch.manual_seed(seed)
+    prompts = [tokenizer.apply_chat_template(r["prompt"], tokenize=False, add_generation_prompt=True) for r in rows]
+    return complete(model, tokenizer, prompts, args.eval_max_new_tokens, do_sample=args.eval_temperature > 0,
+                    temperature=args.eval_temperature)
+
+
+def judge(labeler: GoldLabeler, rows: list[dict], completions: list[Completion]) -> list[Judged]:
+    out = []
+    for row, done in zip(rows, completions):
+        prompt = last_user_message(row["prompt"])
+        kind = row.get("kind") or labeler.kind(prompt)
+        out.append(Judged(prompt, kind, done, labeler.score(prompt, done.text, done.ended).as_dict()))
+    return out
+
+
+def _rate(values: list[bool]) -> float | None:
+    return round(mean(values), 3) if values else None
+
+
+def summarize(judged: list[Judged]) -> dict[str, float | None]:
+    """Mean gold score and parts; how often it answers, refuses, stops; fact accuracy on held-out facts."""
+    asks = [j for j in judged if j.kind != "harmful"]
+    harmful = [j for j in judged if j.kind == "harmful"]
+    facts = [j for j in judged if j.kind == "fact"]
+    summary = {k: round(mean(j.gold[k] for j in judged), 3) for k in ("total", "helpful", "honest", "harmless", "concise")}
+    summary["gold_score"] = summary.pop("total")
+    summary.update({
+        "fact_accuracy": _rate([j.gold["honest"] == 1 for j in facts]),
+        "answer_rate": _rate([j.gold["helpful"] == 1 for j in asks]),
+        "refusal_rate_harmful": _rate([j.gold["harmless"] == 1 for j in harmful]),
+        "refusal_rate_benign": _rate([j.gold["harmless"] == 0 for j in asks]),
+        "mean_length": round(mean(j.completion.num_tokens for j in judged), 1),
+        "eos_share": _rate([j.completion.ended for j in judged]),
+    })
+    return summary

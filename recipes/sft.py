@@ -1,0 +1,164 @@
+"""Stage 2: supervised fine-tuning on demonstrations with TRL's SFTTrainer (`make sft`).
+
+    accelerate launch --config_file accelerate_configs/cpu.yaml recipes/sft.py --config recipes/tiny/sft.yaml
+
+Data: conversational `messages`, or `prompt`/`completion` (conversational or plain), from the embedded
+world or any local or hub dataset. The loss falls on the assistant's tokens only (EOS included, so the
+model learns to stop). Optional replay of pretraining text keeps the base model's knowledge alive.
+LoRA/QLoRA through TRL's ModelConfig (`use_peft`, `lora_r`, `load_in_4bit`, ...); `merge_adapter`
+saves a full model for the next stage. The gold labeler judges the base and the SFT model on
+held-out prompts before and after, and a few sample answers are printed.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from accelerate import PartialState
+from datasets import concatenate_datasets
+from transformers import AutoModelForCausalLM, AutoTokenizer
+from trl import ModelConfig, ScriptArguments, SFTConfig, SFTTrainer, TrlParser, get_peft_config, get_quantization_config
+
+from rlhf.chat import prepare_tokenizer, training_template
+from rlhf.common import RecipeError, Stopwatch, cli, load_pretrained, load_splits, parse, staged_output, write_json, write_model_card
+from rlhf.evaluation import EvalArguments, answer_prompts, judge, summarize
+from rlhf.labeler import GoldLabeler
+from rlhf.world import World
+
+DIALOGUE_COLUMNS = [{"messages"}, {"prompt", "completion"}]
+
+
+@dataclass
+class SFTArguments(ScriptArguments, EvalArguments):
+    replay_dataset: str | None = field(
+        default=None, metadata={"help": "A `text` dataset (e.g. the pretraining corpus) mixed into SFT; null: none."}
+    )
+    replay_fraction: float = field(
+        default=0.0, metadata={"help": "Replay rows added, as a fraction of the SFT training rows."}
+    )
+    merge_adapter: bool = field(
+        default=False, metadata={"help": "With use_peft: also save the adapter merged into a full model."}
+    )
+
+
+def make_parser() -> TrlParser:
+    return TrlParser((SFTArguments, SFTConfig, ModelConfig))
+
+
+def load_model(model_args: ModelConfig):
+    model = load_pretrained(AutoModelForCausalLM, model_args.model_name_or_path, "run `make pretrain` first",
+                            revision=model_args.model_revision,
+                            dtype=model_args.dtype, quantization_config=get_quantization_config(model_args))
+    tokenizer = load_pretrained(AutoTokenizer, model_args.model_name_or_path, "run `make pretrain` first",
+                                revision=model_args.model_revision)
+    return model, prepare_tokenizer(tokenizer, model)
+
+
+def tokenize_dialogue(example: dict, tokenizer, template: str, max_length: int) -> dict:
+    """input_ids and labels, with -100 everywhere but on the assistant's tokens."""
+    if "messages" in example:
+        messages = example["messages"]
+    elif isinstance(example["prompt"], list):
+        messages = example["prompt"] + example["completion"]
+    else:  # plain prompt/completion text
+        prompt = tokenizer(example["prompt"], add_special_tokens=False).input_ids
+        completion = tokenizer(example["completion"], add_special_tokens=False).input_ids + [tokenizer.eos_token_id]
+        ids = (prompt + completion)[:max_length]
+        return {"input_ids": ids, "labels": ([-100] * len(prompt) + completion)[:max_length]}
+    out = tokenizer.apply_chat_template(messages, chat_template=template, tokenize=True, return_dict=True,
+                                        return_assistant_tokens_mask=True)
+    ids, mask = out["input_ids"][:max_length], out["assistant_masks"][:max_length]
+    return {"input_ids": ids, "labels": [t if m else -100 for t, m in zip(ids, mask)]}
+
+
+def tokenize_text(example: dict, tokenizer, max_length: int) -> dict:
+    ids = (tokenizer(example["text"], add_special_tokens=False).input_ids + [tokenizer.eos_token_id])[:max_length]
+    return {"input_ids": ids, "labels": list(ids)}
+
+
+def build_datasets(args: SFTArguments, training_args: SFTConfig, tokenizer) -> tuple:
+    """Tokenized train/eval sets (TRL's processed format: input_ids + labels), replay mixed into train."""
+    splits = [args.dataset_train_split] + ([args.dataset_test_split] if training_args.eval_strategy != "no" else [])
+    raw = load_splits(args.dataset_name, splits, DIALOGUE_COLUMNS, "run `make data` first or set dataset_name",
+                      args.dataset_config)
+    template, max_length = training_template(tokenizer), training_args.max_length
+    with PartialState().local_main_process_first():
+        done = {name: ds.map(tokenize_dialogue, remove_columns=ds.column_names,
+                             fn_kwargs={"tokenizer": tokenizer, "template": template, "max_length": max_length})
+                for name, ds in raw.items()}
+    train = done[args.dataset_train_split]
+    if not any(any(label != -100 for label in row) for row in train["labels"][:50]):
+        raise RecipeError(f"no assistant tokens in {args.dataset_name}: every label is masked; check the chat template")
+    if args.replay_dataset and args.replay_fraction > 0:
+        text = load_splits(args.replay_dataset, ["train"], [{"text"}], "set replay_dataset to a `text` dataset")["train"]
+        count = min(len(text), round(len(train) * args.replay_fraction))
+        picked = text.shuffle(seed=training_args.seed).select(range(count))
+        with PartialState().local_main_process_first():
+            replay = picked.map(tokenize_text, remove_columns=picked.column_names,
+                                fn_kwargs={"tokenizer": tokenizer, "max_length": max_length})
+        train = concatenate_datasets([train, replay]).shuffle(seed=training_args.seed)
+    return train, done.get(args.dataset_test_split)
+
+
+def evaluate_model(model, tokenizer, args: SFTArguments, seed: int) -> tuple[dict, list]:
+    """Gold-labeler summary and judged answers on the held-out prompts (empty if not configured)."""
+    if not (args.eval_prompts and args.world_file) or not PartialState().is_main_process:
+        return {}, []
+    rows = load_splits(args.eval_prompts, ["test"], [{"prompt"}], "run `make data` first or set eval_prompts")["test"]
+    rows = rows.to_list()
+    judged = judge(GoldLabeler(World.load(args.world_file)), rows, answer_prompts(model, tokenizer, rows, args, seed))
+    return summarize(judged), judged
+
+
+def print_samples(before: list, after: list, count: int, seed: int) -> list[dict]:
+    samples = []
+    for i in random.Random(seed).sample(range(len(after)), min(count, len(after))):
+        samples.append({"prompt": after[i].prompt, "base": before[i].completion.text if before else None,
+                        "sft": after[i].completion.text, "sft_gold": after[i].gold["total"]})
+        print(f"\nQ: {after[i].prompt}\n  base: {samples[-1]['base']!r}\n  sft:  {after[i].completion.text!r}"
+              f"  (gold {after[i].gold['total']})")
+    return samples
+
+
+def main(argv: Sequence[str] | None = None) -> dict:
+    args, training_args, model_args = parse(make_parser(), argv)
+    clock = Stopwatch()
+    model, tokenizer = load_model(model_args)
+    train, test = build_datasets(args, training_args, tokenizer)
+    before, judged_before = evaluate_model(model, tokenizer, args, training_args.seed)
+    final_dir = training_args.output_dir
+    with staged_output(final_dir) as out:
+        training_args.output_dir = str(out)
+        trainer = SFTTrainer(model=model, args=training_args, train_dataset=train, eval_dataset=test,
+                             processing_class=tokenizer, peft_config=get_peft_config(model_args))
+        result = trainer.train()
+        trainer.save_model(str(out))
+        trainer.save_state()
+        model = trainer.model
+        if model_args.use_peft and args.merge_adapter:
+            model = model.merge_and_unload()
+            model.save_pretrained(out / "merged")
+            tokenizer.save_pretrained(out / "merged")
+        after, judged_after = evaluate_model(model, tokenizer, args, training_args.seed)
+        tokens = next(e["num_tokens"] for e in reversed(trainer.state.log_history) if "num_tokens" in e)
+        metrics = {"train_loss": round(result.training_loss, 4), "train_tokens": tokens,
+                   "tokens_per_second": round(tokens / result.metrics["train_runtime"])}
+        if test is not None:
+            metrics["eval_loss"] = round(trainer.evaluate()["eval_loss"], 4)
+        metrics.update({"base": before, "sft": after, "wall_time_s": clock.seconds})
+        metrics["samples"] = print_samples(judged_before, judged_after, args.num_samples_to_print, training_args.seed)
+        write_json(out / "metrics.json", metrics)
+        write_model_card(out, "SFT model", "Supervised fine-tuning of the base model on assistant demonstrations "
+                         "(rlhf-recipes stage 2). Prompt it with the tokenizer's chat template.",
+                         {**metrics, **{f"sft_{k}": v for k, v in after.items()}})
+    training_args.output_dir = final_dir
+    print({"train_loss": metrics["train_loss"], "base_gold": before.get("gold_score"), "sft_gold": after.get("gold_score"),
+           "base_fact_accuracy": before.get("fact_accuracy"), "sft_fact_accuracy": after.get("fact_accuracy")})
+    return metrics
+
+
+if __name__ == "__main__":
+    cli(main)
