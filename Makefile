@@ -16,7 +16,7 @@ BIN := $(VENV)/bin
 RECIPE := recipes/$(MODEL)
 LAUNCH := $(BIN)/accelerate launch --config_file accelerate_configs/$(HW).yaml
 
-.PHONY: help install data tokenizer pretrain sft all test clean
+.PHONY: help install data tokenizer pretrain sft compare reward all test clean
 
 help: ## List the targets
 	@echo "Usage: make <target> [MODEL=$(MODEL)] [HW=$(HW)] [ARGS='--key value ...']"
@@ -42,7 +42,13 @@ pretrain: install ## Stage 1: pretrain the base model -> outputs/MODEL/pretrain
 sft: install ## Stage 2: supervised fine-tuning -> outputs/MODEL/sft
 	$(LAUNCH) recipes/sft.py --config $(RECIPE)/sft.yaml $(ARGS)
 
-all: data tokenizer pretrain sft ## Every stage in order on the embedded default
+compare: install ## Stage 3a: SFT answers ranked by the gold labeler -> outputs/MODEL/compare
+	$(LAUNCH) recipes/compare.py --config $(RECIPE)/compare.yaml $(ARGS)
+
+reward: install ## Stage 3: reward model on the ranked pairs -> outputs/MODEL/reward
+	$(LAUNCH) recipes/reward.py --config $(RECIPE)/reward.yaml $(ARGS)
+
+all: data tokenizer pretrain sft compare reward ## Every stage in order on the embedded default
 
 test: install ## Run the test suite (tiny real runs, offline)
 	$(BIN)/python -m pytest

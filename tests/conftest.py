@@ -80,3 +80,22 @@ def sft_model(world_dir, pretrained, tmp_path_factory) -> tuple[Path, dict]:
 
     out = tmp_path_factory.mktemp("outputs") / "sft"
     return out, sft.main(sft_args(world_dir, pretrained[0], out))
+
+
+@pytest.fixture(scope="session")
+def comparisons(world_dir, sft_model, tmp_path_factory) -> tuple[Path, dict]:
+    import compare
+
+    out = tmp_path_factory.mktemp("outputs") / "compare"
+    metrics = compare.main(["--config", str(TINY / "compare.yaml"), "--model_name_or_path", str(sft_model[0]),
+                            "--dataset_name", str(world_dir / "comparison_prompts"),
+                            "--world_file", str(world_dir / "world.json"), "--offline_pairs",
+                            str(world_dir / "preferences"), "--num_offline_pairs", "50", "--test_fraction", "0.25",
+                            "--max_new_tokens", "24", "--output_dir", str(out)])
+    return out, metrics
+
+
+def reward_args(model_dir: Path, pairs_dir: Path, out: Path, *extra: str) -> list[str]:
+    return ["--config", str(TINY / "reward.yaml"), "--model_name_or_path", str(model_dir),
+            "--dataset_name", str(pairs_dir), "--heldout_pairs", "", "--output_dir", str(out),
+            "--per_device_train_batch_size", "8", "--logging_steps", "5", *extra]

@@ -22,7 +22,9 @@ def test_chat_template_renders_qa_turns_with_eos(tokenizer_dir):
     chat = [{"role": "user", "content": "Which river flows through Valmora?"},
             {"role": "assistant", "content": "Valmora lies on the Ossa river."}]
     assert tok.apply_chat_template(chat, tokenize=False) == (
-        "Q: Which river flows through Valmora?\nA: Valmora lies on the Ossa river.<|endoftext|>\n\n")
+        "Q: Which river flows through Valmora?\nA: Valmora lies on the Ossa river.<|endoftext|>")
+    two_turns = chat + [{"role": "user", "content": "And its dish?"}]
+    assert tok.apply_chat_template(two_turns, tokenize=False).endswith("<|endoftext|>\n\nQ: And its dish?\n")
     assert tok.apply_chat_template(chat[:1], tokenize=False, add_generation_prompt=True) == (
         "Q: Which river flows through Valmora?\nA:")
     rendered = tok.apply_chat_template(chat, tokenize=True, return_dict=True, return_assistant_tokens_mask=True)

@@ -16,12 +16,15 @@ from .common import RecipeError
 EOS_TOKEN = "<|endoftext|>"
 PAD_TOKEN = "<|pad|>"
 
+# Turns are separated by a blank line placed *before* each non-assistant turn, so a conversation ends
+# on EOS: the reward model then reads its score at the EOS token, exactly where PPO's responses end.
 CHAT_TEMPLATE = (
     "{%- for message in messages -%}"
-    "{%- if message['role'] == 'system' -%}{{ message['content'] + '\\n\\n' }}"
+    "{%- if not loop.first and message['role'] != 'assistant' -%}{{ '\\n\\n' }}{%- endif -%}"
+    "{%- if message['role'] == 'system' -%}{{ message['content'] }}"
     "{%- elif message['role'] == 'user' -%}{{ 'Q: ' + message['content'] + '\\n' }}"
     "{%- elif message['role'] == 'assistant' -%}{{ 'A:' }}"
-    "{% generation %}{{ ' ' + message['content'] + eos_token }}{% endgeneration %}{{ '\\n\\n' }}"
+    "{% generation %}{{ ' ' + message['content'] + eos_token }}{% endgeneration %}"
     "{%- endif -%}"
     "{%- endfor -%}"
     "{%- if add_generation_prompt -%}{{ 'A:' }}{%- endif -%}"
@@ -43,7 +46,7 @@ def prepare_tokenizer(tokenizer, model=None):
         if model.get_input_embeddings().num_embeddings < len(tokenizer):
             model.resize_token_embeddings(len(tokenizer))
         model.config.pad_token_id = tokenizer.pad_token_id
-        if model.generation_config is not None:
+        if getattr(model, "generation_config", None) is not None:
             model.generation_config.pad_token_id = tokenizer.pad_token_id
             model.generation_config.eos_token_id = tokenizer.eos_token_id
     if not tokenizer.chat_template:

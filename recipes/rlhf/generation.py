@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+from tqdm.auto import tqdm
 
 
 @dataclass
@@ -22,7 +23,8 @@ def complete(model, tokenizer, prompts: list[str], max_new_tokens: int, do_sampl
     model.eval()
     out: list[Completion] = []
     try:
-        for i in range(0, len(prompts), batch_size):
+        for i in tqdm(range(0, len(prompts), batch_size), desc="generating", unit="batch",
+                      disable=len(prompts) <= batch_size):
             batch = tokenizer(prompts[i : i + batch_size], return_tensors="pt", padding=True,
                               add_special_tokens=False).to(model.device)
             sampling = {"do_sample": True, "temperature": temperature, "top_k": 0, "top_p": 1.0} if do_sample else {"do_sample": False}

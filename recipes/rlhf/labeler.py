@@ -104,13 +104,15 @@ class GoldLabeler:
 
     def prefer(self, prompt: str, a: str, b: str, rng: random.Random, noise: float,
                a_ended: bool = True, b_ended: bool = True) -> int | None:
-        """Index (0 or 1) of the answer a noisy labeler prefers; None on a gold tie.
+        """Index (0 or 1) of the answer a noisy labeler prefers; None on a gold tie."""
+        totals = self.score(prompt, a, a_ended).total, self.score(prompt, b, b_ended).total
+        return noisy_choice(*totals, rng, noise)
 
-        With probability `noise` the labeler picks the worse answer, as human labelers
-        disagree with each other about a quarter of the time (InstructGPT: ~73% agreement).
-        """
-        sa, sb = self.score(prompt, a, a_ended).total, self.score(prompt, b, b_ended).total
-        if sa == sb:
-            return None
-        better = 0 if sa > sb else 1
-        return 1 - better if rng.random() < noise else better
+
+def noisy_choice(gold_a: float, gold_b: float, rng: random.Random, noise: float) -> int | None:
+    """0 or 1 for the preferred of two gold scores, None on a tie; with probability `noise` the worse
+    one, as human labelers disagree with each other about a quarter of the time (InstructGPT: ~73%)."""
+    if gold_a == gold_b:
+        return None
+    better = 0 if gold_a > gold_b else 1
+    return 1 - better if rng.random() < noise else better

@@ -1,0 +1,184 @@
+"""Stage 3a: collect comparisons -- the SFT model answers, the gold labeler ranks (`make compare`).
+
+    accelerate launch --config_file accelerate_configs/cpu.yaml recipes/compare.py --config recipes/tiny/compare.yaml
+
+As in InstructGPT, the SFT model answers each comparison prompt K times (sampled) and a labeler ranks
+the answers. Every pair of the K answers whose gold scores differ becomes a `chosen`/`rejected` pair
+(all C(K,2) pairs, not best-vs-rest, so middling answers are compared too); the label is the noisy
+labeler's, flipped with probability `label_noise`. Gold ties are dropped: a human would have no
+preference. The reward model thus learns the SFT model's own mistakes. The world generator's offline
+pairs (with degenerate answers) can be mixed into the training split. Pairs from a held-out share of
+the prompts form the test split: fresh SFT samples the reward model never sees.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from itertools import combinations
+from pathlib import Path
+
+from accelerate import PartialState
+from accelerate.utils import gather_object
+from transformers import AutoModelForCausalLM, AutoTokenizer
+from trl import TrlParser
+
+from rlhf.chat import last_user_message, prepare_tokenizer
+from rlhf.common import RecipeError, Stopwatch, cli, load_pretrained, load_splits, parse, staged_output, write_json
+from rlhf.datagen import write_jsonl
+from rlhf.generation import Completion, complete
+from rlhf.labeler import GoldLabeler, noisy_choice
+from rlhf.world import World, is_harmful_request
+
+
+@dataclass
+class CompareArguments:
+    model_name_or_path: str = field(default="outputs/tiny/sft", metadata={"help": "The SFT model that answers."})
+    dataset_name: str = field(default="data/world/comparison_prompts", metadata={"help": "Dataset with `prompt`."})
+    dataset_train_split: str = field(default="train", metadata={"help": "Split holding the prompts."})
+    world_file: str = field(default="data/world/world.json", metadata={"help": "The gold labeler's world."})
+    num_samples_per_prompt: int = field(default=4, metadata={"help": "K answers per prompt; C(K,2) pairs."})
+    temperature: float = field(default=1.0, metadata={"help": "Sampling temperature of the answers."})
+    max_new_tokens: int = field(default=48, metadata={"help": "Longest answer, in tokens."})
+    label_noise: float = field(default=0.15, metadata={"help": "Chance the labeler prefers the worse answer."})
+    test_fraction: float = field(default=0.1, metadata={"help": "Share of prompts whose pairs form the test split."})
+    offline_pairs: str | None = field(
+        default="data/world/preferences", metadata={"help": "Offline `chosen`/`rejected` pairs to mix in; empty: none."}
+    )
+    num_offline_pairs: int = field(default=1000, metadata={"help": "How many offline pairs join the train split."})
+    seed: int = field(default=0, metadata={"help": "Seed of sampling, labelling noise and the split."})
+    output_dir: str = field(default="outputs/tiny/compare", metadata={"help": "Where the pairs are written."})
+
+
+def make_parser() -> TrlParser:
+    return TrlParser((CompareArguments,))
+
+
+def sample_answers(model, tokenizer, prompts: list[list[dict]], args: CompareArguments) -> list[list[Completion]]:
+    """K sampled answers per prompt, the prompts shared out over the processes."""
+    import torch
+
+    state = PartialState()
+    torch.manual_seed(args.seed + state.process_index)
+    with state.split_between_processes(list(range(len(prompts)))) as mine:
+        texts = [tokenizer.apply_chat_template(prompts[i], tokenize=False, add_generation_prompt=True) for i in mine]
+        repeated = [t for t in texts for _ in range(args.num_samples_per_prompt)]
+        done = complete(model, tokenizer, repeated, args.max_new_tokens, do_sample=True, temperature=args.temperature)
+        local = [(i, done[j * args.num_samples_per_prompt:(j + 1) * args.num_samples_per_prompt])
+                 for j, i in enumerate(mine)]
+    return [answers for _, answers in sorted(gather_object(local), key=lambda x: x[0])]
+
+
+def difference(labeler: GoldLabeler, prompt: str, a: tuple[Completion, dict], b: tuple[Completion, dict]) -> str:
+    """What separates two answers: degenerate, harmful, over_refusal, wrong_value or style."""
+    broken = {"unfinished", "repetition"}
+    if any(not c.text.strip() or broken & set(labeler.style_issues(prompt, c.text, c.ended)) for c, _ in (a, b)):
+        return "degenerate"
+    if a[1]["harmless"] != b[1]["harmless"]:
+        return "harmful" if is_harmful_request(prompt) else "over_refusal"
+    if a[1]["honest"] != b[1]["honest"]:
+        return "wrong_value"
+    return "style"
+
+
+def ranked_pairs(labeler: GoldLabeler, prompt: list[dict], answers: list[Completion], rng: random.Random,
+                 noise: float) -> list[dict]:
+    text = last_user_message(prompt)
+    scored = [(c, labeler.score(text, c.text, c.ended).as_dict()) for c in answers]
+    rows = []
+    for a, b in combinations(scored, 2):
+        choice = noisy_choice(a[1]["total"], b[1]["total"], rng, noise)
+        if choice is None:
+            continue
+        chosen, rejected = (a, b) if choice == 0 else (b, a)
+        rows.append({"prompt": prompt, "chosen": [{"role": "assistant", "content": chosen[0].text}],
+                     "rejected": [{"role": "assistant", "content": rejected[0].text}],
+                     "difference": difference(labeler, text, a, b),
+                     "label_agrees_with_gold": chosen[1]["total"] > rejected[1]["total"], "source": "sft_samples"})
+    return rows
+
+
+def sample_stats(labeler: GoldLabeler, prompts: list[list[dict]], answers: list[list[Completion]]) -> dict:
+    """How often the SFT model's samples show each flaw: what the reward model can learn to fix."""
+    flaws, golds, count = Counter(), [], 0
+    for prompt, group in zip(prompts, answers):
+        text = last_user_message(prompt)
+        for c in group:
+            gold = labeler.score(text, c.text, c.ended)
+            golds.append(gold.total)
+            count += 1
+            flaws.update(set(labeler.style_issues(text, c.text, c.ended)))
+            if is_harmful_request(text):
+                flaws["harmful compliance"] += gold.harmless == 0
+            else:
+                flaws["wrong value"] += gold.helpful == 1 and gold.honest == 0
+                flaws["refused benign"] += gold.harmless == 0
+    return {"samples": count, "sample_gold_mean": round(sum(golds) / count, 3),
+            "sample_flaw_share": {k: round(v / count, 3) for k, v in sorted(flaws.items())}}
+
+
+def offline_rows(args: CompareArguments) -> list[dict]:
+    if not args.offline_pairs or args.num_offline_pairs <= 0:
+        return []
+    pairs = load_splits(args.offline_pairs, ["train"], [{"prompt", "chosen", "rejected"}],
+                        "run `make data` first or set offline_pairs")["train"]
+    picked = pairs.shuffle(seed=args.seed).select(range(min(len(pairs), args.num_offline_pairs)))
+    return [{**row, "source": "offline"} for row in picked.to_list()]
+
+
+def split_pairs(args: CompareArguments, labeler: GoldLabeler, prompts: list, answers: list) -> dict[str, list]:
+    """Ranked pairs per prompt; a held-out share of the prompts gives the test split."""
+    rng = random.Random(args.seed)
+    order = list(range(len(prompts)))
+    rng.shuffle(order)
+    held = set(order[: round(len(prompts) * args.test_fraction)])
+    splits = {"train": [], "test": []}
+    for i, (prompt, group) in enumerate(zip(prompts, answers)):
+        splits["test" if i in held else "train"] += ranked_pairs(labeler, prompt, group, rng, args.label_noise)
+    if not splits["train"]:
+        raise RecipeError("every answer pair tied on the gold score; sample more answers or raise the temperature")
+    return splits
+
+
+def main(argv: Sequence[str] | None = None) -> dict:
+    (args,) = parse(make_parser(), argv)
+    if args.num_samples_per_prompt < 2:
+        raise RecipeError(f"num_samples_per_prompt is {args.num_samples_per_prompt}; comparisons need at least 2")
+    clock = Stopwatch()
+    model = load_pretrained(AutoModelForCausalLM, args.model_name_or_path, "run `make sft` first")
+    tokenizer = prepare_tokenizer(load_pretrained(AutoTokenizer, args.model_name_or_path, "run `make sft` first"), model)
+    prompts = load_splits(args.dataset_name, [args.dataset_train_split], [{"prompt"}],
+                          "run `make data` first or set dataset_name")[args.dataset_train_split]["prompt"]
+    labeler = GoldLabeler(World.load(args.world_file))
+    answers = sample_answers(model, tokenizer, prompts, args)  # every rank gets all answers
+    splits = split_pairs(args, labeler, prompts, answers)
+    collected = splits["train"] + splits["test"]
+    splits["train"] += offline_rows(args)
+    random.Random(args.seed).shuffle(splits["train"])
+    metrics = {
+        "prompts": len(prompts),
+        "train_pairs": len(splits["train"]),
+        "test_pairs": len(splits["test"]),
+        "offline_pairs_in_train": len(splits["train"]) + len(splits["test"]) - len(collected),
+        "label_agreement_with_gold": round(sum(r["label_agrees_with_gold"] for r in collected) / len(collected), 3),
+        "pairs_by_difference": dict(Counter(r["difference"] for r in collected)),
+        **sample_stats(labeler, prompts, answers),
+        "wall_time_s": clock.seconds,
+    }
+    with staged_output(args.output_dir) as out:
+        if PartialState().is_main_process:
+            for name, rows in splits.items():
+                write_jsonl(Path(out) / f"{name}.jsonl", rows)
+            (Path(out) / "README.md").write_text(
+                "# Comparisons of SFT answers\n\nPairs of the SFT model's own sampled answers, ranked by the "
+                "rlhf-recipes gold labeler with label noise, plus offline pairs (`source`). `load_dataset` this "
+                "folder for `prompt`/`chosen`/`rejected` in TRL's conversational preference format.\n")
+        write_json(Path(out) / "metrics.json", metrics)
+    print(metrics)
+    return metrics
+
+
+if __name__ == "__main__":
+    cli(main)

@@ -1,0 +1,169 @@
+"""Stage 3: train a reward model on ranked pairs with TRL's RewardTrainer (`make reward`).
+
+    accelerate launch --config_file accelerate_configs/cpu.yaml recipes/reward.py --config recipes/tiny/reward.yaml
+
+An `AutoModelForSequenceClassification` with one output, initialised from the SFT model, learns from
+`chosen`/`rejected` pairs (conversational or plain): by default the comparisons `make compare`
+collected. Its score is read at the last real token, which is EOS because PAD is a different token.
+The score head starts at N(0, 1/sqrt(d_model + 1)) and, optionally, is rescaled so rewards of the SFT
+model's answers have std 1 (the implementation details of RLHF with PPO). Afterwards it reports
+pairwise accuracy and margin on held-out pairs by kind of difference, and how often it agrees with the
+gold labeler on fresh SFT answers it never saw (proxy vs gold), next to the label-noise ceiling.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from statistics import mean, pstdev
+
+import torch
+from accelerate import PartialState
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
+from trl import ModelConfig, RewardConfig, RewardTrainer, ScriptArguments, TrlParser, get_peft_config, get_quantization_config
+
+from rlhf.chat import prepare_tokenizer
+from rlhf.common import RecipeError, Stopwatch, cli, load_pretrained, load_splits, parse, staged_output, write_json, write_model_card
+
+PAIR_COLUMNS = [{"chosen", "rejected"}]
+
+
+@dataclass
+class RewardArguments(ScriptArguments):
+    heldout_pairs: str | None = field(
+        default="data/world/preferences",
+        metadata={"help": "More held-out pairs to report accuracy on (its `test` split); empty: none."},
+    )
+    label_noise: float = field(
+        default=0.15, metadata={"help": "The labels' noise rate, for the accuracy ceiling in the report."}
+    )
+    normalize_rewards: bool = field(
+        default=True, metadata={"help": "Rescale the score head so rewards of SFT answers have std 1."}
+    )
+    max_normalization_samples: int = field(default=512, metadata={"help": "SFT answers used to measure the std."})
+
+
+def make_parser() -> TrlParser:
+    return TrlParser((RewardArguments, RewardConfig, ModelConfig))
+
+
+def score_head(model) -> torch.nn.Linear:
+    """The one-output head of a sequence-classification model, whatever the architecture calls it."""
+    for name in ("score", "classifier", "classification_head"):
+        head = getattr(model, name, None)
+        if isinstance(head, torch.nn.Linear):
+            return head
+    raise RecipeError(f"{type(model).__name__} has no linear `score` or `classifier` head; use a model whose "
+                      "AutoModelForSequenceClassification class has one")
+
+
+def load_model(model_args: ModelConfig):
+    fix = "run `make sft` first"
+    model = load_pretrained(AutoModelForSequenceClassification, model_args.model_name_or_path, fix, num_labels=1,
+                            revision=model_args.model_revision, dtype=model_args.dtype,
+                            quantization_config=get_quantization_config(model_args))
+    tokenizer = prepare_tokenizer(load_pretrained(AutoTokenizer, model_args.model_name_or_path, fix), model)
+    head = score_head(model)
+    torch.nn.init.normal_(head.weight, std=1 / math.sqrt(head.in_features + 1))
+    if head.bias is not None:
+        torch.nn.init.zeros_(head.bias)
+    return model, tokenizer
+
+
+def _text(tokenizer, prompt, answer) -> str:
+    if isinstance(answer, list):
+        return tokenizer.apply_chat_template((prompt or []) + answer, tokenize=False)
+    return (prompt or "") + answer + tokenizer.eos_token
+
+
+@torch.no_grad()
+def rewards(model, tokenizer, prompts: list, answers: list, batch_size: int = 64) -> list[float]:
+    """The reward model's score of each (prompt, answer), read at the last non-pad token."""
+    model.eval()
+    texts = [_text(tokenizer, p, a) for p, a in zip(prompts, answers)]
+    side, tokenizer.padding_side = tokenizer.padding_side, "right"
+    out = []
+    try:
+        for i in range(0, len(texts), batch_size):
+            batch = tokenizer(texts[i : i + batch_size], return_tensors="pt", padding=True,
+                              add_special_tokens=False).to(model.device)
+            out += model(**batch).logits[:, 0].float().tolist()
+    finally:
+        tokenizer.padding_side = side
+    return out
+
+
+def pair_accuracy(model, tokenizer, pairs, label_noise: float) -> dict:
+    """Accuracy (against the labels, and against gold where known) and margin, overall and by difference."""
+    prompts = pairs["prompt"] if "prompt" in pairs.column_names else [None] * len(pairs)
+    chosen = rewards(model, tokenizer, prompts, pairs["chosen"])
+    rejected = rewards(model, tokenizer, prompts, pairs["rejected"])
+    right = [c > r for c, r in zip(chosen, rejected)]
+    result = {"pairs": len(pairs), "accuracy": round(mean(right), 3),
+              "margin": round(mean(c - r for c, r in zip(chosen, rejected)), 3)}
+    if "label_agrees_with_gold" in pairs.column_names:
+        gold = [ok == agrees for ok, agrees in zip(right, pairs["label_agrees_with_gold"])]
+        result["gold_agreement"] = round(mean(gold), 3)
+        result["label_noise_ceiling"] = round(1 - label_noise, 3)
+    if "difference" in pairs.column_names:
+        groups = defaultdict(list)
+        for ok, kind in zip(right, pairs["difference"]):
+            groups[kind].append(ok)
+        result["accuracy_by_difference"] = {k: round(mean(v), 3) for k, v in sorted(groups.items())}
+    return result
+
+
+def normalize(model, tokenizer, train) -> dict:
+    """Scale the head so rewards of the SFT model's own answers have std 1; report their mean.
+
+    A bias-free head (GPT-2's) cannot shift the mean; PPO's value baseline and advantage whitening
+    absorb a constant offset, so only the scale matters there.
+    """
+    answers = list(train["chosen"]) + list(train["rejected"])
+    prompts = (list(train["prompt"]) if "prompt" in train.column_names else [None] * len(train)) * 2
+    values = rewards(model, tokenizer, prompts, answers)
+    std = pstdev(values) or 1.0
+    score_head(model).weight.data /= std
+    return {"reward_std_before": round(std, 4), "reward_mean": round(mean(values) / std, 4)}
+
+
+def main(argv: Sequence[str] | None = None) -> dict:
+    args, training_args, model_args = parse(make_parser(), argv)
+    clock = Stopwatch()
+    model, tokenizer = load_model(model_args)
+    data = load_splits(args.dataset_name, [args.dataset_train_split, args.dataset_test_split], PAIR_COLUMNS,
+                       "run `make compare` first or set dataset_name", args.dataset_config)
+    train, test = data[args.dataset_train_split], data[args.dataset_test_split]
+    final_dir = training_args.output_dir
+    with staged_output(final_dir) as out:
+        training_args.output_dir = str(out)
+        trainer = RewardTrainer(model=model, args=training_args, train_dataset=train, eval_dataset=test,
+                                processing_class=tokenizer, peft_config=get_peft_config(model_args))
+        result = trainer.train()
+        model = trainer.model
+        metrics = {"train_loss": round(result.training_loss, 4), "train_runtime_s": round(result.metrics["train_runtime"], 1)}
+        if PartialState().is_main_process:
+            if args.normalize_rewards:
+                own = train.filter(lambda r: r["source"] == "sft_samples") if "source" in train.column_names else train
+                own = own.select(range(min(len(own), args.max_normalization_samples)))
+                metrics.update(normalize(model, tokenizer, own))
+            metrics["heldout"] = pair_accuracy(model, tokenizer, test, args.label_noise)
+            if args.heldout_pairs:
+                extra = load_splits(args.heldout_pairs, ["test"], PAIR_COLUMNS, "set heldout_pairs or leave it empty")
+                metrics["heldout_offline"] = pair_accuracy(model, tokenizer, extra["test"], args.label_noise)
+        metrics["wall_time_s"] = clock.seconds
+        trainer.save_model(str(out))
+        trainer.save_state()
+        write_json(out / "metrics.json", metrics)
+        write_model_card(out, "Reward model", "A reward model (one-output sequence classifier) trained on ranked "
+                         "answer pairs (rlhf-recipes stage 3). Higher score: the answer people prefer.",
+                         {"heldout_accuracy": metrics.get("heldout", {}).get("accuracy"), **metrics})
+    training_args.output_dir = final_dir
+    print(metrics)
+    return metrics
+
+
+if __name__ == "__main__":
+    cli(main)
