@@ -34,7 +34,7 @@ from rlhf.common import (
     load_pretrained,
     load_splits,
     parse,
-    staged_output,
+    staged_training_output,
     write_json,
     write_model_card,
 )
@@ -138,9 +138,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     tokenizer = load_pretrained(AutoTokenizer, args.tokenizer_name_or_path, "run `make tokenizer` first")
     splits = packed_splits(args, tokenizer)
     model = build_model(args, tokenizer)
-    final_dir = training_args.output_dir
-    with staged_output(final_dir) as out:
-        training_args.output_dir = str(out)
+    with staged_training_output(training_args) as out:
         trainer = Trainer(
             model=model, args=training_args, train_dataset=splits[args.dataset_train_split],
             eval_dataset=splits[args.dataset_test_split], processing_class=tokenizer,
@@ -168,7 +166,6 @@ def main(argv: Sequence[str] | None = None) -> dict:
         write_json(out / "metrics.json", metrics)
         write_model_card(out, "Base model (pretraining)", "A GPT-2-style causal LM pretrained from scratch on "
                          "the rlhf-recipes embedded world. It continues text; it does not follow instructions.", metrics)
-    training_args.output_dir = final_dir
     for line in metrics.get("recall_examples", []) + metrics.get("question_continuations", []):
         print("  " + line.replace("\n", "\\n"))
     print({k: v for k, v in metrics.items() if not isinstance(v, list)})

@@ -25,7 +25,7 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer
 from trl import ModelConfig, RewardConfig, RewardTrainer, ScriptArguments, TrlParser, get_peft_config, get_quantization_config
 
 from rlhf.chat import prepare_tokenizer
-from rlhf.common import RecipeError, Stopwatch, cli, load_pretrained, load_splits, parse, staged_output, write_json, write_model_card
+from rlhf.common import RecipeError, Stopwatch, cli, load_pretrained, load_splits, parse, staged_training_output, write_json, write_model_card
 
 PAIR_COLUMNS = [{"chosen", "rejected"}]
 
@@ -136,11 +136,12 @@ def main(argv: Sequence[str] | None = None) -> dict:
     data = load_splits(args.dataset_name, [args.dataset_train_split, args.dataset_test_split], PAIR_COLUMNS,
                        "run `make compare` first or set dataset_name", args.dataset_config)
     train, test = data[args.dataset_train_split], data[args.dataset_test_split]
-    final_dir = training_args.output_dir
-    with staged_output(final_dir) as out:
-        training_args.output_dir = str(out)
+    with staged_training_output(training_args) as out:
         trainer = RewardTrainer(model=model, args=training_args, train_dataset=train, eval_dataset=test,
                                 processing_class=tokenizer, peft_config=get_peft_config(model_args))
+        if len(trainer.train_dataset) == 0:
+            raise RecipeError(f"every training pair is longer than max_length={training_args.max_length} tokens; "
+                              "raise max_length")
         result = trainer.train()
         model = trainer.model
         metrics = {"train_loss": round(result.training_loss, 4), "train_runtime_s": round(result.metrics["train_runtime"], 1)}
@@ -160,7 +161,6 @@ def main(argv: Sequence[str] | None = None) -> dict:
         write_model_card(out, "Reward model", "A reward model (one-output sequence classifier) trained on ranked "
                          "answer pairs (rlhf-recipes stage 3). Higher score: the answer people prefer.",
                          {"heldout_accuracy": metrics.get("heldout", {}).get("accuracy"), **metrics})
-    training_args.output_dir = final_dir
     print(metrics)
     return metrics
 

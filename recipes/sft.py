@@ -23,7 +23,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from trl import ModelConfig, ScriptArguments, SFTConfig, SFTTrainer, TrlParser, get_peft_config, get_quantization_config
 
 from rlhf.chat import prepare_tokenizer, training_template
-from rlhf.common import RecipeError, Stopwatch, cli, load_pretrained, load_splits, parse, staged_output, write_json, write_model_card
+from rlhf.common import RecipeError, Stopwatch, cli, load_pretrained, load_splits, parse, staged_training_output, write_json, write_model_card
 from rlhf.evaluation import EvalArguments, answer_prompts, judge, summarize
 from rlhf.labeler import GoldLabeler
 from rlhf.world import World
@@ -129,9 +129,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     model, tokenizer = load_model(model_args)
     train, test = build_datasets(args, training_args, tokenizer)
     before, judged_before = evaluate_model(model, tokenizer, args, training_args.seed)
-    final_dir = training_args.output_dir
-    with staged_output(final_dir) as out:
-        training_args.output_dir = str(out)
+    with staged_training_output(training_args) as out:
         trainer = SFTTrainer(model=model, args=training_args, train_dataset=train, eval_dataset=test,
                              processing_class=tokenizer, peft_config=get_peft_config(model_args))
         result = trainer.train()
@@ -154,7 +152,6 @@ def main(argv: Sequence[str] | None = None) -> dict:
         write_model_card(out, "SFT model", "Supervised fine-tuning of the base model on assistant demonstrations "
                          "(rlhf-recipes stage 2). Prompt it with the tokenizer's chat template.",
                          {**metrics, **{f"sft_{k}": v for k, v in after.items()}})
-    training_args.output_dir = final_dir
     print({"train_loss": metrics["train_loss"], "base_gold": before.get("gold_score"), "sft_gold": after.get("gold_score"),
            "base_fact_accuracy": before.get("fact_accuracy"), "sft_fact_accuracy": after.get("fact_accuracy")})
     return metrics

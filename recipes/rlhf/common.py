@@ -119,6 +119,18 @@ def staged_output(final_dir: str | Path) -> Iterator[Path]:
     state.wait_for_everyone()
 
 
+@contextmanager
+def staged_training_output(training_args) -> Iterator[Path]:
+    """`staged_output` for a Trainer: its checkpoints and final save go to the partial directory."""
+    final_dir = training_args.output_dir
+    with staged_output(final_dir) as out:
+        training_args.output_dir = str(out)
+        try:
+            yield out
+        finally:
+            training_args.output_dir = final_dir
+
+
 def write_json(path: Path, data: dict) -> None:
     if PartialState().is_main_process:
         path.write_text(json.dumps(data, indent=2) + "\n")
