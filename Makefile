@@ -16,7 +16,7 @@ BIN := $(VENV)/bin
 RECIPE := recipes/$(MODEL)
 LAUNCH := $(BIN)/accelerate launch --config_file accelerate_configs/$(HW).yaml
 
-.PHONY: help install data tokenizer pretrain sft compare reward all test clean
+.PHONY: help install data tokenizer pretrain sft compare reward ppo all test clean
 
 help: ## List the targets
 	@echo "Usage: make <target> [MODEL=$(MODEL)] [HW=$(HW)] [ARGS='--key value ...']"
@@ -48,7 +48,10 @@ compare: install ## Stage 3a: SFT answers ranked by the gold labeler -> outputs/
 reward: install ## Stage 3: reward model on the ranked pairs -> outputs/MODEL/reward
 	$(LAUNCH) recipes/reward.py --config $(RECIPE)/reward.yaml $(ARGS)
 
-all: data tokenizer pretrain sft compare reward ## Every stage in order on the embedded default
+ppo: install ## Stage 4: PPO against the reward model -> outputs/MODEL/ppo
+	$(LAUNCH) recipes/ppo.py --config $(RECIPE)/ppo.yaml $(ARGS)
+
+all: data tokenizer pretrain sft compare reward ## Every finished stage in order on the embedded default (PPO: make ppo)
 
 test: install ## Run the test suite (tiny real runs, offline)
 	$(BIN)/python -m pytest

@@ -99,3 +99,23 @@ def reward_args(model_dir: Path, pairs_dir: Path, out: Path, *extra: str) -> lis
     return ["--config", str(TINY / "reward.yaml"), "--model_name_or_path", str(model_dir),
             "--dataset_name", str(pairs_dir), "--heldout_pairs", "", "--output_dir", str(out),
             "--per_device_train_batch_size", "8", "--logging_steps", "5", *extra]
+
+
+@pytest.fixture(scope="session")
+def reward_model(world_dir, pretrained, tmp_path_factory) -> tuple[Path, dict]:
+    """A few hundred easy offline pairs (style, harm, degenerate answers) and their held-out test split."""
+    import reward
+
+    out = tmp_path_factory.mktemp("outputs") / "reward"
+    metrics = reward.main(reward_args(pretrained[0], world_dir / "preferences", out, "--num_train_epochs", "2",
+                                      "--learning_rate", "1e-3"))
+    return out, metrics
+
+
+def ppo_args(world_dir: Path, sft_dir: Path, reward_dir: Path, out: Path, *extra: str) -> list[str]:
+    """The tiny recipe's PPO YAML on the small world: two updates of 8 episodes."""
+    return ["--config", str(TINY / "ppo.yaml"), "--sft_model_path", str(sft_dir), "--reward_model_path",
+            str(reward_dir), "--dataset_name", str(world_dir / "rl_prompts"), "--eval_prompts",
+            str(world_dir / "eval_prompts"), "--world_file", str(world_dir / "world.json"), "--output_dir", str(out),
+            "--total_episodes", "16", "--per_device_train_batch_size", "8", "--num_ppo_epochs", "1",
+            "--response_length", "16", "--eval_max_new_tokens", "16", "--num_eval_prompts", "4", *extra]

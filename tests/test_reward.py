@@ -9,15 +9,6 @@ from conftest import reward_args
 from rlhf.common import RecipeError
 
 
-@pytest.fixture(scope="module")
-def reward_model(world_dir, pretrained, tmp_path_factory):
-    out = tmp_path_factory.mktemp("outputs") / "reward"
-    # a few hundred easy offline pairs (style, harm, degenerate answers) and their held-out test split
-    metrics = reward.main(reward_args(pretrained[0], world_dir / "preferences", out, "--num_train_epochs", "2",
-                                      "--learning_rate", "1e-3"))
-    return out, metrics
-
-
 def test_ranks_heldout_pairs_well_above_chance(reward_model):
     _, metrics = reward_model
     heldout = metrics["heldout"]

@@ -1,0 +1,134 @@
+"""Stage 4: reinforcement learning from human feedback with TRL's PPOTrainer (`make ppo`).
+
+    accelerate launch --config_file accelerate_configs/cpu.yaml recipes/ppo.py --config recipes/tiny/ppo.yaml
+
+The policy and the frozen reference start from the SFT model (`sft_model_path`); the reward model and
+the value model start from the reward model (`reward_model_path`). PPOTrainer lives in
+`trl.experimental.ppo` and was removed in TRL 1.13, hence the pin at 1.12.0. Prompts come from any
+dataset with a `prompt` column (conversational or plain), rendered with the SFT model's chat template
+and left-padded. The implementation details are set in the YAML, in plain sight: stop at EOS, the
+missing-EOS penalty, the KL coefficient to the reference, response length, temperature, whitening,
+PPO epochs and minibatches. The reward model must share the policy's tokenizer: PPO hands it the
+policy's token ids, so a different vocabulary would be scored as noise, and the script refuses it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from accelerate import PartialState
+from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
+from trl import ModelConfig, ScriptArguments, TrlParser, get_peft_config
+from trl.experimental.ppo import PPOConfig, PPOTrainer
+
+from rlhf.chat import prepare_tokenizer
+from rlhf.common import RecipeError, Stopwatch, cli, load_pretrained, load_splits, parse, staged_training_output, write_json, write_model_card
+from rlhf.evaluation import EvalArguments, answer_prompts, judge, summarize
+from rlhf.labeler import GoldLabeler
+from rlhf.world import World
+
+WATCHED = {"objective/rlhf_reward": "rlhf_reward", "objective/scores": "score", "objective/kl": "kl",
+           "objective/entropy": "entropy", "policy/clipfrac_avg": "clip_fraction", "loss/value_avg": "value_loss",
+           "val/ratio": "ratio", "val/num_eos_tokens": "eos_tokens", "eps": "episodes_per_second"}
+
+
+@dataclass
+class PPOArguments(ScriptArguments, EvalArguments):
+    max_prompt_length: int = field(
+        default=64, metadata={"help": "Longest prompt in tokens; longer ones are an error, not silently cut."}
+    )
+    num_eval_prompts: int = field(default=16, metadata={"help": "Prompts of the test split PPO samples from."})
+
+
+def make_parser() -> TrlParser:
+    return TrlParser((PPOArguments, PPOConfig, ModelConfig))
+
+
+def load_models(training_args: PPOConfig, model_args: ModelConfig):
+    sft_fix, rm_fix = "run `make sft` first or set sft_model_path", "run `make reward` first or set reward_model_path"
+    tokenizer = load_pretrained(AutoTokenizer, training_args.sft_model_path, sft_fix, padding_side="left")
+    policy = load_pretrained(AutoModelForCausalLM, training_args.sft_model_path, sft_fix, dtype=model_args.dtype)
+    prepare_tokenizer(tokenizer, policy)
+    reward_tokenizer = load_pretrained(AutoTokenizer, training_args.reward_model_path, rm_fix)
+    if reward_tokenizer.get_vocab() != tokenizer.get_vocab():
+        raise RecipeError(f"reward model {training_args.reward_model_path} uses a different tokenizer than the policy "
+                          f"{training_args.sft_model_path}; train the reward model from the SFT model (make reward)")
+    reward, value = (load_pretrained(AutoModelForSequenceClassification, training_args.reward_model_path, rm_fix,
+                                     num_labels=1, dtype=model_args.dtype) for _ in range(2))
+    # with LoRA the reference is the policy with its adapter switched off
+    ref = None if model_args.use_peft else load_pretrained(AutoModelForCausalLM, training_args.sft_model_path, sft_fix,
+                                                           dtype=model_args.dtype)
+    for model in (ref, reward, value):
+        if model is not None:
+            model.config.pad_token_id = tokenizer.pad_token_id
+    return tokenizer, policy, ref, reward, value
+
+
+def tokenized_prompts(args: PPOArguments, training_args: PPOConfig, tokenizer, policy) -> tuple:
+    """Prompts as `input_ids` only (what PPOTrainer takes), checked against the model's context."""
+    splits = load_splits(args.dataset_name, [args.dataset_train_split], [{"prompt"}],
+                         "run `make data` first or set dataset_name", args.dataset_config)
+    train = splits[args.dataset_train_split]
+    context = getattr(policy.config, "max_position_embeddings", None) or getattr(policy.config, "n_positions", None)
+    if context and args.max_prompt_length + training_args.response_length > context:
+        raise RecipeError(f"max_prompt_length {args.max_prompt_length} + response_length "
+                          f"{training_args.response_length} exceeds the model's context of {context} tokens")
+
+    def tokenize(row):
+        prompt = row["prompt"]
+        text = (tokenizer.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True)
+                if isinstance(prompt, list) else prompt)
+        return {"input_ids": tokenizer(text, add_special_tokens=False).input_ids}
+
+    with PartialState().local_main_process_first():
+        train = train.map(tokenize, remove_columns=train.column_names)
+    longest = max(map(len, train["input_ids"]))
+    if longest > args.max_prompt_length:
+        raise RecipeError(f"a prompt in {args.dataset_name} is {longest} tokens, longer than max_prompt_length "
+                          f"{args.max_prompt_length}; raise it (within the context) or shorten the prompts")
+    held = min(args.num_eval_prompts, len(train) // 2)
+    return train.select(range(held, len(train))), train.select(range(held))
+
+
+def summarize_log(log_history: list[dict]) -> dict:
+    """First and last values of what users watch in PPO: reward up, KL small and positive, ratio near 1."""
+    steps = [e for e in log_history if "objective/kl" in e]
+    if not steps:
+        return {}
+    return {name: {"first": round(steps[0][key], 4), "last": round(steps[-1][key], 4)}
+            for key, name in WATCHED.items() if key in steps[-1]}
+
+
+def main(argv: Sequence[str] | None = None) -> dict:
+    args, training_args, model_args = parse(make_parser(), argv)
+    clock = Stopwatch()
+    tokenizer, policy, ref, reward, value = load_models(training_args, model_args)
+    train, held = tokenized_prompts(args, training_args, tokenizer, policy)
+    with staged_training_output(training_args) as out:
+        try:
+            trainer = PPOTrainer(args=training_args, processing_class=tokenizer, model=policy, ref_model=ref,
+                                 reward_model=reward, value_model=value, train_dataset=train, eval_dataset=held,
+                                 peft_config=get_peft_config(model_args))
+        except (ValueError, AssertionError) as e:  # batch sizes that do not divide, and the like
+            raise RecipeError(f"PPO settings rejected: {e}") from e
+        trainer.train()
+        trainer.save_model(str(out))
+        metrics = {"episodes": trainer.state.episode, "updates": trainer.state.global_step,
+                   **summarize_log(trainer.state.log_history)}
+        if args.eval_prompts and args.world_file and PartialState().is_main_process:
+            rows = load_splits(args.eval_prompts, ["test"], [{"prompt"}], "set eval_prompts")["test"].to_list()
+            policy = trainer.accelerator.unwrap_model(trainer.model).policy
+            judged = judge(GoldLabeler(World.load(args.world_file)), rows,
+                           answer_prompts(policy, tokenizer, rows, args, training_args.seed))
+            metrics["ppo"] = summarize(judged)
+        metrics["wall_time_s"] = clock.seconds
+        write_json(out / "metrics.json", {**metrics, "log_history": trainer.state.log_history})
+        write_model_card(out, "PPO policy", "The SFT model trained with PPO against the reward model, with a KL "
+                         "penalty to the SFT model (rlhf-recipes stage 4). Prompt it with the chat template.", metrics)
+    print(metrics)
+    return metrics
+
+
+if __name__ == "__main__":
+    cli(main)

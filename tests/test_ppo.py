@@ -1,0 +1,59 @@
+"""A tiny real PPO run from tiny SFT and reward checkpoints, and PPO's bad inputs."""
+
+import json
+
+import pytest
+from transformers import AutoModelForCausalLM, AutoTokenizer, pipeline
+
+import ppo
+from conftest import ppo_args
+from rlhf.common import RecipeError
+
+
+@pytest.fixture(scope="module")
+def ppo_run(world_dir, sft_model, reward_model, tmp_path_factory):
+    out = tmp_path_factory.mktemp("outputs") / "ppo"
+    return out, ppo.main(ppo_args(world_dir, sft_model[0], reward_model[0], out))
+
+
+def test_ppo_trains_and_saves_a_policy_plain_transformers_loads(ppo_run):
+    out, metrics = ppo_run
+    assert metrics["episodes"] == 16 and metrics["updates"] == 2
+    assert metrics["kl"]["first"] == pytest.approx(0.0, abs=1e-4)  # the first rollout is the reference's own
+    assert 0.5 < metrics["ratio"]["last"] < 1.5
+    assert {"gold_score", "eos_share"} <= set(metrics["ppo"])
+    assert "log_history" in json.loads((out / "metrics.json").read_text())
+    model, tok = AutoModelForCausalLM.from_pretrained(out), AutoTokenizer.from_pretrained(out)
+    assert tok.pad_token_id != tok.eos_token_id and tok.chat_template
+    prompt = tok.apply_chat_template([{"role": "user", "content": "When was Valmora founded?"}], tokenize=False,
+                                     add_generation_prompt=True)
+    text = pipeline("text-generation", model=model, tokenizer=tok)(prompt, max_new_tokens=8)[0]["generated_text"]
+    assert text.startswith(prompt) and len(text) > len(prompt)
+
+
+def test_reward_model_with_another_tokenizer_is_refused(world_dir, sft_model, reward_model, tmp_path):
+    other = tmp_path / "other-rm"
+    tok = AutoTokenizer.from_pretrained(reward_model[0])
+    tok.add_tokens(["<|extra|>"])
+    tok.save_pretrained(other)
+    for f in ("config.json", "model.safetensors"):
+        (other / f).write_bytes((reward_model[0] / f).read_bytes())
+    with pytest.raises(RecipeError, match="different tokenizer than the policy"):
+        ppo.main(ppo_args(world_dir, sft_model[0], other, tmp_path / "p"))
+    assert not (tmp_path / "p").exists()
+
+
+def test_dataset_without_prompt_column(world_dir, sft_model, reward_model, tmp_path):
+    args = ppo_args(world_dir, sft_model[0], reward_model[0], tmp_path / "p")
+    args[args.index("--dataset_name") + 1] = str(world_dir / "pretrain")
+    with pytest.raises(RecipeError, match=r"columns \['text'\]; expected prompt"):
+        ppo.main(args)
+
+
+@pytest.mark.parametrize("extra, message", [
+    (("--max_prompt_length", "8"), "longer than max_prompt_length 8"),
+    (("--max_prompt_length", "120", "--response_length", "48"), "exceeds the model's context of 128"),
+])
+def test_prompts_that_do_not_fit_are_refused(world_dir, sft_model, reward_model, tmp_path, extra, message):
+    with pytest.raises(RecipeError, match=message):
+        ppo.main(ppo_args(world_dir, sft_model[0], reward_model[0], tmp_path / "p", *extra))
