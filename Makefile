@@ -51,7 +51,7 @@ reward: install ## Stage 3: reward model on the ranked pairs -> outputs/MODEL/re
 ppo: install ## Stage 4: PPO against the reward model -> outputs/MODEL/ppo
 	$(LAUNCH) recipes/ppo.py --config $(RECIPE)/ppo.yaml $(ARGS)
 
-all: data tokenizer pretrain sft compare reward ## Every finished stage in order on the embedded default (PPO: make ppo)
+all: data tokenizer pretrain sft compare reward ppo ## Every stage in order on the embedded default
 
 test: install ## Run the test suite (tiny real runs, offline)
 	$(BIN)/python -m pytest

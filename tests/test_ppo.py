@@ -57,3 +57,11 @@ def test_dataset_without_prompt_column(world_dir, sft_model, reward_model, tmp_p
 def test_prompts_that_do_not_fit_are_refused(world_dir, sft_model, reward_model, tmp_path, extra, message):
     with pytest.raises(RecipeError, match=message):
         ppo.main(ppo_args(world_dir, sft_model[0], reward_model[0], tmp_path / "p", *extra))
+
+
+def test_lora_ppo_uses_the_disabled_adapter_as_reference(world_dir, sft_model, reward_model, tmp_path):
+    out = tmp_path / "ppo-lora"
+    metrics = ppo.main(ppo_args(world_dir, sft_model[0], reward_model[0], out, "--use_peft", "--lora_r", "4",
+                                "--lora_alpha", "8", "--eval_prompts", ""))
+    assert metrics["kl"]["first"] == pytest.approx(0.0, abs=1e-4)  # adapter starts at zero: policy == reference
+    assert (out / "adapter_config.json").is_file()
