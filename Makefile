@@ -16,7 +16,7 @@ BIN := $(VENV)/bin
 RECIPE := recipes/$(MODEL)
 LAUNCH := $(BIN)/accelerate launch --config_file accelerate_configs/$(HW).yaml
 
-.PHONY: help install data tokenizer pretrain sft compare reward ppo all test clean
+.PHONY: help install data tokenizer pretrain sft compare reward ppo report all test clean
 
 help: ## List the targets
 	@echo "Usage: make <target> [MODEL=$(MODEL)] [HW=$(HW)] [ARGS='--key value ...']"
@@ -51,7 +51,10 @@ reward: install ## Stage 3: reward model on the ranked pairs -> outputs/MODEL/re
 ppo: install ## Stage 4: PPO against the reward model -> outputs/MODEL/ppo
 	$(LAUNCH) recipes/ppo.py --config $(RECIPE)/ppo.yaml $(ARGS)
 
-all: data tokenizer pretrain sft compare reward ppo ## Every stage in order on the embedded default
+report: install ## The stage-by-stage report -> outputs/MODEL/report/report.md
+	$(LAUNCH) recipes/report.py --config $(RECIPE)/report.yaml $(ARGS)
+
+all: data tokenizer pretrain sft compare reward ppo report ## Every stage and the report, on the embedded default
 
 test: install ## Run the test suite (tiny real runs, offline)
 	$(BIN)/python -m pytest

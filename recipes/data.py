@@ -10,7 +10,7 @@ from pathlib import Path
 
 from trl import TrlParser
 
-from rlhf.common import RecipeError, cli, parse, staged_output
+from rlhf.common import RecipeError, Stopwatch, cli, parse, staged_output, write_json
 from rlhf.datagen import WorldConfig, write
 
 
@@ -23,8 +23,10 @@ def main(argv: Sequence[str] | None = None) -> dict:
         (cfg,) = parse(make_parser(), argv)
     except ValueError as e:  # a rate out of range, an unknown attribute
         raise RecipeError(str(e)) from e
+    clock = Stopwatch()
     with staged_output(cfg.output_dir) as out:
         sizes = write(cfg, Path(out))
+        write_json(Path(out) / "metrics.json", {"sizes": sizes, "wall_time_s": clock.seconds})
     for name, splits in sizes.items():
         print(f"{name:>20}: " + ", ".join(f"{split} {n}" for split, n in splits.items()))
     print(f"wrote {cfg.output_dir}")

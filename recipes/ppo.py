@@ -24,6 +24,7 @@ from trl.experimental.ppo import PPOConfig, PPOTrainer
 
 from rlhf.chat import prepare_tokenizer
 from rlhf.common import RecipeError, Stopwatch, cli, load_pretrained, load_splits, parse, staged_training_output, write_json, write_model_card
+from rlhf.generation import context_length
 from rlhf.evaluation import EvalArguments, answer_prompts, judge, summarize
 from rlhf.labeler import GoldLabeler
 from rlhf.world import World
@@ -70,8 +71,8 @@ def tokenized_prompts(args: PPOArguments, training_args: PPOConfig, tokenizer, p
     splits = load_splits(args.dataset_name, [args.dataset_train_split], [{"prompt"}],
                          "run `make data` first or set dataset_name", args.dataset_config)
     train = splits[args.dataset_train_split]
-    context = getattr(policy.config, "max_position_embeddings", None) or getattr(policy.config, "n_positions", None)
-    if context and args.max_prompt_length + training_args.response_length > context:
+    context = context_length(policy)
+    if args.max_prompt_length + training_args.response_length > context:
         raise RecipeError(f"max_prompt_length {args.max_prompt_length} + response_length "
                           f"{training_args.response_length} exceeds the model's context of {context} tokens")
 

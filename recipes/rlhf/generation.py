@@ -7,12 +7,19 @@ from dataclasses import dataclass
 import torch
 from tqdm.auto import tqdm
 
+from .common import RecipeError
+
 
 @dataclass
 class Completion:
     text: str
     ended: bool  # stopped at EOS rather than at the token limit
     num_tokens: int
+
+
+def context_length(model) -> int:
+    config = model.config
+    return getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None) or 10**9
 
 
 @torch.no_grad()
@@ -28,7 +35,11 @@ def complete(model, tokenizer, prompts: list[str], max_new_tokens: int, do_sampl
             batch = tokenizer(prompts[i : i + batch_size], return_tensors="pt", padding=True,
                               add_special_tokens=False).to(model.device)
             sampling = {"do_sample": True, "temperature": temperature, "top_k": 0, "top_p": 1.0} if do_sample else {"do_sample": False}
-            ids = model.generate(**batch, max_new_tokens=max_new_tokens, pad_token_id=tokenizer.pad_token_id,
+            room = context_length(model) - batch["input_ids"].shape[1]
+            if room <= 0:
+                raise RecipeError(f"a prompt of {batch['input_ids'].shape[1]} tokens fills the model's context of "
+                                  f"{context_length(model)}; shorten the prompts")
+            ids = model.generate(**batch, max_new_tokens=min(max_new_tokens, room), pad_token_id=tokenizer.pad_token_id,
                                  eos_token_id=tokenizer.eos_token_id, **sampling)
             for row in ids[:, batch["input_ids"].shape[1]:].tolist():
                 ended = tokenizer.eos_token_id in row
