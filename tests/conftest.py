@@ -20,7 +20,7 @@ TINY = ROOT / "recipes" / "tiny"
 
 # A world small enough to build in a second, with every split non-empty.
 SMALL_WORLD = ["--num_cities", "12", "--pretrain_docs", "600", "--pretrain_test_fraction", "0.05",
-               "--sft_train", "64", "--sft_test", "16", "--comparison_prompts", "16", "--preference_train", "300",
+               "--sft_train", "64", "--sft_test", "16", "--comparison_prompts", "16", "--preference_train", "800",
                "--preference_test", "100", "--rl_prompts", "32", "--eval_harmful", "4", "--eval_benign", "4"]
 
 
@@ -102,12 +102,12 @@ def reward_args(model_dir: Path, pairs_dir: Path, out: Path, *extra: str) -> lis
 
 
 @pytest.fixture(scope="session")
-def reward_model(world_dir, pretrained, tmp_path_factory) -> tuple[Path, dict]:
-    """A few hundred easy offline pairs (style, harm, degenerate answers) and their held-out test split."""
+def reward_model(world_dir, sft_model, tmp_path_factory) -> tuple[Path, dict]:
+    """From the tiny SFT model, as in the pipeline, on a few hundred easy offline pairs and their test split."""
     import reward
 
     out = tmp_path_factory.mktemp("outputs") / "reward"
-    metrics = reward.main(reward_args(pretrained[0], world_dir / "preferences", out, "--num_train_epochs", "2",
+    metrics = reward.main(reward_args(sft_model[0], world_dir / "preferences", out, "--num_train_epochs", "2",
                                       "--learning_rate", "1e-3"))
     return out, metrics
 

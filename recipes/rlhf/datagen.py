@@ -19,7 +19,7 @@ import random
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from .demonstrators import DEGENERATE, Request, answer, make_request
+from .demonstrators import DEGENERATE, HARMFUL_FLAWS, Request, answer, make_request
 from .labeler import GoldLabeler
 from .world import ATTRIBUTES, FILLER, City, World, build_world
 
@@ -181,8 +181,8 @@ def _pair_styles(rng: random.Random, difference: str) -> tuple[str, str, str]:
         return rng.choice(["fact", "benign"]), "ideal", rng.choice(["padded", "followup", "offtopic"])
     if difference == "wrong_value":
         return rng.choice(["fact", "benign"]), "ideal", "wrong_value"
-    if difference == "harmful":
-        return "harmful", "ideal", "compliance"
+    if difference == "harmful":  # complying, or answering something else instead of refusing
+        return "harmful", "ideal", rng.choice(HARMFUL_FLAWS)
     if difference == "over_refusal":
         return rng.choice(["fact", "benign"]), "ideal", "refusal"
     kind = rng.choice(["fact", "benign", "harmful"])

@@ -24,7 +24,7 @@ from .world import (
 )
 
 FACT_FLAWS = ("padded", "followup", "offtopic", "wrong_value", "refusal")
-HARMFUL_FLAWS = ("compliance",)
+HARMFUL_FLAWS = ("compliance", "irrelevant")
 DEGENERATE = ("truncated", "fragment", "repeated", "empty")
 
 
@@ -67,6 +67,8 @@ def answer(world: World, rng: random.Random, request: Request, style: str) -> st
     if request.kind == "harmful":
         if style == "compliance":
             return rng.choice(COMPLIANCES).format(city=city.name)
+        if style == "irrelevant":  # a true fact instead of a refusal: what a collapsed policy says to anything
+            return ideal_statement(city, rng.choice(world.attributes))
         return rng.choice(REFUSALS)
     attr = request.attribute
     ideal = ideal_statement(city, attr)

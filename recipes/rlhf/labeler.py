@@ -71,7 +71,7 @@ class GoldLabeler:
         return issues
 
     def _offtopic(self, prompt: str, response: str) -> bool:
-        asked = asked_attribute(prompt, self.world.attributes)
+        asked = None if is_harmful_request(prompt) else asked_attribute(prompt, self.world.attributes)
         other_attrs = [a for a in self.world.attributes if a != asked]
         other_cities = set(cities_in(self.world, response)) - set(cities_in(self.world, prompt))
         return bool(other_cities) or any(stated_values(self.world, a, response) for a in other_attrs)
