@@ -2,6 +2,7 @@
 #   make all                 the whole pipeline on the embedded default (CPU, minutes)
 #   make test                the test suite
 #   make pretrain MODEL=tiny HW=cpu ARGS="--num_train_epochs 1"
+#   make sft HW=deepspeed_zero2 PROCS=2    (accelerate_configs/deepspeed_zero2.yaml, 2 processes)
 SHELL := /bin/bash
 .NOTPARALLEL:
 .DEFAULT_GOAL := help
@@ -10,16 +11,19 @@ PYTHON ?= python3
 VENV ?= .venv
 MODEL ?= tiny
 HW ?= cpu
+PROCS ?=
 ARGS ?=
 
 BIN := $(VENV)/bin
 RECIPE := recipes/$(MODEL)
-LAUNCH := $(BIN)/accelerate launch --config_file accelerate_configs/$(HW).yaml
+LAUNCH := $(BIN)/accelerate launch --config_file accelerate_configs/$(HW).yaml $(if $(PROCS),--num_processes $(PROCS))
 
 .PHONY: help install data tokenizer pretrain sft compare reward ppo report all test clean
 
 help: ## List the targets
-	@echo "Usage: make <target> [MODEL=$(MODEL)] [HW=$(HW)] [ARGS='--key value ...']"
+	@echo "Usage: make <target> [MODEL=$(MODEL)] [HW=$(HW)] [PROCS=N] [ARGS='--key value ...']"
+	@echo "  MODEL: $$(ls recipes/*/sft.yaml | xargs -n1 dirname | xargs -n1 basename | tr '\n' ' ')"
+	@echo "  HW:    $$(ls accelerate_configs/*.yaml | xargs -n1 basename | sed 's/.yaml//' | tr '\n' ' ')"
 	@grep -hE '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
 
 install: $(VENV)/.installed ## Create .venv and install the pinned requirements

@@ -17,13 +17,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+import torch
 from accelerate import PartialState
 from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
 from trl import ModelConfig, ScriptArguments, TrlParser, get_peft_config
 from trl.experimental.ppo import PPOConfig, PPOTrainer
 
 from rlhf.chat import prepare_tokenizer
-from rlhf.common import RecipeError, Stopwatch, cli, load_pretrained, load_splits, parse, staged_training_output, write_json, write_model_card
+from rlhf.common import (RecipeError, Stopwatch, cli, load_pretrained, load_splits, load_trained, parse, rank_summary,
+                         staged_training_output, write_json, write_model_card)
 from rlhf.generation import context_length
 from rlhf.evaluation import EvalArguments, answer_prompts, judge, summarize
 from rlhf.labeler import GoldLabeler
@@ -101,6 +103,18 @@ def summarize_log(log_history: list[dict]) -> dict:
             for key, name in WATCHED.items() if key in steps[-1]}
 
 
+def save_policy(trainer: PPOTrainer, out) -> None:
+    """Save the policy alone. TRL 1.12 finds `.policy` through a DeepSpeed engine but not through DDP's
+    wrapper, and would then try to save policy and value model together; unwrap DDP first."""
+    wrapped = trainer.model
+    if isinstance(wrapped, torch.nn.parallel.DistributedDataParallel):
+        trainer.model = wrapped.module
+    try:
+        trainer.save_model(str(out))
+    finally:
+        trainer.model = wrapped
+
+
 def main(argv: Sequence[str] | None = None) -> dict:
     args, training_args, model_args = parse(make_parser(), argv)
     clock = Stopwatch()
@@ -114,12 +128,13 @@ def main(argv: Sequence[str] | None = None) -> dict:
         except (ValueError, AssertionError) as e:  # batch sizes that do not divide, and the like
             raise RecipeError(f"PPO settings rejected: {e}") from e
         trainer.train()
-        trainer.save_model(str(out))
         metrics = {"episodes": trainer.state.episode, "updates": trainer.state.global_step,
-                   **summarize_log(trainer.state.log_history)}
+                   **summarize_log(trainer.state.log_history),
+                   "ranks": rank_summary(trainer.accelerator.unwrap_model(trainer.model).policy)}
+        save_policy(trainer, out)
         if args.eval_prompts and args.world_file and PartialState().is_main_process:
             rows = load_splits(args.eval_prompts, ["test"], [{"prompt"}], "set eval_prompts")["test"].to_list()
-            policy = trainer.accelerator.unwrap_model(trainer.model).policy
+            policy = load_trained(AutoModelForCausalLM, out)
             judged = judge(GoldLabeler(World.load(args.world_file)), rows,
                            answer_prompts(policy, tokenizer, rows, args, training_args.seed))
             metrics["ppo"] = summarize(judged)

@@ -33,7 +33,9 @@ from rlhf.common import (
     cli,
     load_pretrained,
     load_splits,
+    load_trained,
     parse,
+    rank_summary,
     staged_training_output,
     write_json,
     write_model_card,
@@ -156,13 +158,14 @@ def main(argv: Sequence[str] | None = None) -> dict:
             "trained_tokens": trained_tokens,
             "tokens_per_second": round(trained_tokens / result.metrics["train_runtime"]),
         }
-        if args.world_file and trainer.accelerator.is_main_process:
-            world = World.load(args.world_file)
-            metrics.update(fact_recall(model, tokenizer, world))
-            metrics["question_continuations"] = question_continuations(model, tokenizer, world)
-        metrics["wall_time_s"] = clock.seconds
+        metrics["ranks"] = rank_summary(trainer.model)
         trainer.save_model(str(out))
         trainer.save_state()
+        if args.world_file and trainer.accelerator.is_main_process:
+            world, saved = World.load(args.world_file), load_trained(AutoModelForCausalLM, out)
+            metrics.update(fact_recall(saved, tokenizer, world))
+            metrics["question_continuations"] = question_continuations(saved, tokenizer, world)
+        metrics["wall_time_s"] = clock.seconds
         write_json(out / "metrics.json", metrics)
         write_model_card(out, "Base model (pretraining)", "A GPT-2-style causal LM pretrained from scratch on "
                          "the rlhf-recipes embedded world. It continues text; it does not follow instructions.", metrics)

@@ -20,12 +20,12 @@ from dataclasses import dataclass, field
 from statistics import mean, pstdev
 
 import torch
-from accelerate import PartialState
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 from trl import ModelConfig, RewardConfig, RewardTrainer, ScriptArguments, TrlParser, get_peft_config, get_quantization_config
 
 from rlhf.chat import prepare_tokenizer
-from rlhf.common import RecipeError, Stopwatch, cli, load_pretrained, load_splits, parse, staged_training_output, write_json, write_model_card
+from rlhf.common import (RecipeError, Stopwatch, cli, load_pretrained, load_splits, load_trained, parse, rank_summary,
+                         staged_training_output, write_json, write_model_card)
 
 PAIR_COLUMNS = [{"chosen", "rejected"}]
 
@@ -143,20 +143,22 @@ def main(argv: Sequence[str] | None = None) -> dict:
             raise RecipeError(f"every training pair is longer than max_length={training_args.max_length} tokens; "
                               "raise max_length")
         result = trainer.train()
-        model = trainer.model
-        metrics = {"train_loss": round(result.training_loss, 4), "train_runtime_s": round(result.metrics["train_runtime"], 1)}
-        if PartialState().is_main_process:
+        metrics = {"train_loss": round(result.training_loss, 4), "train_runtime_s": round(result.metrics["train_runtime"], 1),
+                   "ranks": rank_summary(trainer.model)}
+        trainer.save_model(str(out))
+        trainer.save_state()
+        if trainer.accelerator.is_main_process:
+            model = load_trained(AutoModelForSequenceClassification, out)
             if args.normalize_rewards:
                 own = train.filter(lambda r: r["source"] == "sft_samples") if "source" in train.column_names else train
                 own = own.select(range(min(len(own), args.max_normalization_samples)))
                 metrics.update(normalize(model, tokenizer, own))
+                model.save_pretrained(out)
             metrics["heldout"] = pair_accuracy(model, tokenizer, test, args.label_noise)
             if args.heldout_pairs:
                 extra = load_splits(args.heldout_pairs, ["test"], PAIR_COLUMNS, "set heldout_pairs or leave it empty")
                 metrics["heldout_offline"] = pair_accuracy(model, tokenizer, extra["test"], args.label_noise)
         metrics["wall_time_s"] = clock.seconds
-        trainer.save_model(str(out))
-        trainer.save_state()
         write_json(out / "metrics.json", metrics)
         write_model_card(out, "Reward model", "A reward model (one-output sequence classifier) trained on ranked "
                          "answer pairs (rlhf-recipes stage 3). Higher score: the answer people prefer.",

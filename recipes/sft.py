@@ -22,7 +22,8 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from trl import ModelConfig, ScriptArguments, SFTConfig, SFTTrainer, TrlParser, get_peft_config, get_quantization_config
 
 from rlhf.chat import prepare_tokenizer, training_template
-from rlhf.common import RecipeError, Stopwatch, cli, load_pretrained, load_splits, parse, staged_training_output, write_json, write_model_card
+from rlhf.common import (RecipeError, Stopwatch, cli, load_pretrained, load_splits, load_trained, parse, rank_summary,
+                         staged_training_output, write_json, write_model_card)
 from rlhf.evaluation import EvalArguments, answer_prompts, judge, summarize
 from rlhf.labeler import GoldLabeler
 from rlhf.world import World
@@ -132,20 +133,23 @@ def main(argv: Sequence[str] | None = None) -> dict:
         trainer = SFTTrainer(model=model, args=training_args, train_dataset=train, eval_dataset=test,
                              processing_class=tokenizer, peft_config=get_peft_config(model_args))
         result = trainer.train()
+        ranks = rank_summary(trainer.model)
         trainer.save_model(str(out))
         trainer.save_state()
-        model = trainer.model
-        if model_args.use_peft and args.merge_adapter:
-            model = model.merge_and_unload()
-            model.save_pretrained(out / "merged")
-            tokenizer.save_pretrained(out / "merged")
-        after, judged_after = evaluate_model(model, tokenizer, args, training_args.seed)
+        after, judged_after = {}, []
+        if trainer.accelerator.is_main_process:
+            model = load_trained(AutoModelForCausalLM, out)
+            if model_args.use_peft and args.merge_adapter:
+                model = model.merge_and_unload()
+                model.save_pretrained(out / "merged")
+                tokenizer.save_pretrained(out / "merged")
+            after, judged_after = evaluate_model(model, tokenizer, args, training_args.seed)
         tokens = next(e["num_tokens"] for e in reversed(trainer.state.log_history) if "num_tokens" in e)
         metrics = {"train_loss": round(result.training_loss, 4), "train_tokens": tokens,
                    "tokens_per_second": round(tokens / result.metrics["train_runtime"])}
         if test is not None:
             metrics["eval_loss"] = round(trainer.evaluate()["eval_loss"], 4)
-        metrics.update({"base": before, "sft": after, "wall_time_s": clock.seconds})
+        metrics.update({"base": before, "sft": after, "ranks": ranks, "wall_time_s": clock.seconds})
         metrics["samples"] = print_samples(judged_before, judged_after, args.num_samples_to_print, training_args.seed)
         write_json(out / "metrics.json", metrics)
         write_model_card(out, "SFT model", "Supervised fine-tuning of the base model on assistant demonstrations "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import sys
 import time
@@ -10,11 +11,34 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
+import torch
 from accelerate import PartialState
+from accelerate.utils import gather_object
 
 
 class RecipeError(Exception):
     """A problem the user can fix; the CLI prints it as one line and exits non-zero."""
+
+
+def cpu_ranks() -> bool:
+    """True in one of several processes (torchrun, DeepSpeed) started on a machine without a GPU."""
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available()
+
+
+def use_gloo_on_cpu_ranks(parser, argv: list[str]) -> list[str]:
+    """Make GPU-less ranks one gloo process group instead of several processes that each think they are alone.
+
+    accelerate treats ranks as CPU ranks only when told so; otherwise every rank trains on the whole
+    dataset. DeepSpeed keeps its engine and needs only the gloo backend; plain DDP needs the CPU flag too.
+    """
+    if not cpu_ranks():
+        return argv
+    deepspeed = os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() == "true"
+    if not deepspeed:
+        os.environ["ACCELERATE_USE_CPU"] = "true"
+    PartialState(cpu=not deepspeed, backend="gloo")
+    takes_backend = any("ddp_backend" in getattr(t, "__dataclass_fields__", {}) for t in parser.dataclass_types)
+    return argv + ["--ddp_backend", "gloo"] if takes_backend and "--ddp_backend" not in argv else argv
 
 
 def parse(parser, argv: Sequence[str] | None) -> tuple:
@@ -24,13 +48,15 @@ def parse(parser, argv: Sequence[str] | None) -> tuple:
         path = Path(argv[argv.index("--config") + 1])
         if not path.is_file():
             raise RecipeError(f"config file {path} not found; pass --config recipes/<model>/<stage>.yaml")
+    argv = use_gloo_on_cpu_ranks(parser, argv)
     try:
-        return parser.parse_args_and_config(argv, fail_with_unknown_args=True)
+        configs = parser.parse_args_and_config(argv, fail_with_unknown_args=True)
     except ValueError as e:
         message = first_line(e)
         if "Unknown arguments from config file" in message or "not used by the HfArgumentParser" in message:
             raise RecipeError(f"{message.split('. Please')[0]}; check the spelling or run with --help") from e
         raise RecipeError(message) from e
+    return configs
 
 
 def cli(main: Callable[[Sequence[str] | None], object]) -> None:
@@ -129,6 +155,39 @@ def staged_training_output(training_args) -> Iterator[Path]:
             yield out
         finally:
             training_args.output_dir = final_dir
+
+
+def load_trained(auto_class, out: Path):
+    """The model a stage just saved, loaded plainly on this process (a LoRA adapter onto its base).
+
+    Stages evaluate this, not the trainer's object: under ZeRO-3 or FSDP the trained weights are
+    sharded over the ranks, and a forward pass on the main process alone would wait forever.
+    """
+    from transformers.integrations import deepspeed
+
+    if (out / "adapter_config.json").is_file():
+        import peft
+
+        auto_class = getattr(peft, auto_class.__name__.replace("AutoModel", "AutoPeftModel"))
+    zero3 = deepspeed._hf_deepspeed_config_weak_ref  # while set, from_pretrained shards the weights over the ranks
+    deepspeed.unset_hf_deepspeed_config()
+    try:
+        return auto_class.from_pretrained(out)
+    finally:
+        deepspeed._hf_deepspeed_config_weak_ref = zero3
+
+
+def weights_checksum(model) -> float | None:
+    """Sum of every weight in float64; None where ZeRO-3 leaves each rank only a shard."""
+    params = list(model.parameters())
+    if any(hasattr(p, "ds_id") for p in params):
+        return None
+    return float(sum(p.detach().double().abs().sum().item() for p in params))
+
+
+def rank_summary(model) -> dict:
+    """How many processes trained, and each one's weights checksum: data parallel ranks must agree."""
+    return {"processes": PartialState().num_processes, "weights_checksum_by_rank": gather_object([weights_checksum(model)])}
 
 
 def write_json(path: Path, data: dict) -> None:
