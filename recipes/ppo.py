@@ -17,14 +17,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-import torch
 from accelerate import PartialState
 from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
 from trl import ModelConfig, ScriptArguments, TrlParser, get_peft_config
 from trl.experimental.ppo import PPOConfig, PPOTrainer
 
 from rlhf.chat import prepare_tokenizer
-from rlhf.common import (RecipeError, Stopwatch, cli, load_pretrained, load_splits, load_trained, parse, rank_summary,
+from rlhf.common import (RecipeError, Stopwatch, cli, load_pretrained, load_splits, load_trained, on_this_process_only,
+                         parse, rank_summary,
                          staged_training_output, write_json, write_model_card)
 from rlhf.generation import context_length
 from rlhf.evaluation import EvalArguments, answer_prompts, judge, summarize
@@ -103,16 +103,21 @@ def summarize_log(log_history: list[dict]) -> dict:
             for key, name in WATCHED.items() if key in steps[-1]}
 
 
-def save_policy(trainer: PPOTrainer, out) -> None:
-    """Save the policy alone. TRL 1.12 finds `.policy` through a DeepSpeed engine but not through DDP's
-    wrapper, and would then try to save policy and value model together; unwrap DDP first."""
-    wrapped = trainer.model
-    if isinstance(wrapped, torch.nn.parallel.DistributedDataParallel):
-        trainer.model = wrapped.module
-    try:
-        trainer.save_model(str(out))
-    finally:
-        trainer.model = wrapped
+def save_policy(trainer: PPOTrainer, tokenizer, out) -> None:
+    """Save the policy alone as a plain Hugging Face model (or LoRA adapter), under any engine.
+
+    TRL 1.12's `save_model` breaks with several processes: under DDP it cannot find the policy inside
+    the wrapper, under ZeRO-3 it hands transformers the bare policy where a DeepSpeed engine is expected.
+    accelerate's `get_state_dict` gathers the full weights everywhere; every rank must take part.
+    """
+    state = trainer.accelerator.get_state_dict(trainer.model)
+    if trainer.accelerator.is_main_process:
+        policy = trainer.accelerator.unwrap_model(trainer.model).policy
+        with on_this_process_only():
+            policy.save_pretrained(out, state_dict={k.removeprefix("policy."): v for k, v in state.items()
+                                                    if k.startswith("policy.")})
+        tokenizer.save_pretrained(out)
+    trainer.accelerator.wait_for_everyone()
 
 
 def main(argv: Sequence[str] | None = None) -> dict:
@@ -131,7 +136,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
         metrics = {"episodes": trainer.state.episode, "updates": trainer.state.global_step,
                    **summarize_log(trainer.state.log_history),
                    "ranks": rank_summary(trainer.accelerator.unwrap_model(trainer.model).policy)}
-        save_policy(trainer, out)
+        save_policy(trainer, tokenizer, out)
         if args.eval_prompts and args.world_file and PartialState().is_main_process:
             rows = load_splits(args.eval_prompts, ["test"], [{"prompt"}], "set eval_prompts")["test"].to_list()
             policy = load_trained(AutoModelForCausalLM, out)

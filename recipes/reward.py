@@ -24,7 +24,8 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer
 from trl import ModelConfig, RewardConfig, RewardTrainer, ScriptArguments, TrlParser, get_peft_config, get_quantization_config
 
 from rlhf.chat import prepare_tokenizer
-from rlhf.common import (RecipeError, Stopwatch, cli, load_pretrained, load_splits, load_trained, parse, rank_summary,
+from rlhf.common import (RecipeError, Stopwatch, cli, load_pretrained, load_splits, load_trained, on_this_process_only,
+                         parse, rank_summary,
                          staged_training_output, write_json, write_model_card)
 
 PAIR_COLUMNS = [{"chosen", "rejected"}]
@@ -153,7 +154,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
                 own = train.filter(lambda r: r["source"] == "sft_samples") if "source" in train.column_names else train
                 own = own.select(range(min(len(own), args.max_normalization_samples)))
                 metrics.update(normalize(model, tokenizer, own))
-                model.save_pretrained(out)
+                with on_this_process_only():
+                    model.save_pretrained(out)
             metrics["heldout"] = pair_accuracy(model, tokenizer, test, args.label_noise)
             if args.heldout_pairs:
                 extra = load_splits(args.heldout_pairs, ["test"], PAIR_COLUMNS, "set heldout_pairs or leave it empty")

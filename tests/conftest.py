@@ -64,6 +64,15 @@ def run_cli(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
 
 
+def launch(config: str, script: str, *args: str, processes: int | None = None) -> subprocess.CompletedProcess:
+    """`accelerate launch --config_file accelerate_configs/<config>.yaml recipes/<script>`, as `make` runs it."""
+    accelerate = Path(sys.executable).with_name("accelerate")
+    count = ["--num_processes", str(processes)] if processes else []
+    env = {**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1"}
+    return subprocess.run([str(accelerate), "launch", "--config_file", f"accelerate_configs/{config}.yaml", *count,
+                           f"recipes/{script}", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+
+
 def sft_args(world_dir: Path, model_dir: Path, out: Path, *extra: str) -> list[str]:
     """The tiny recipe's SFT YAML on the small world, shrunk to seconds."""
     return ["--config", str(TINY / "sft.yaml"), "--model_name_or_path", str(model_dir),

@@ -157,24 +157,35 @@ def staged_training_output(training_args) -> Iterator[Path]:
             training_args.output_dir = final_dir
 
 
+@contextmanager
+def on_this_process_only() -> Iterator[None]:
+    """Let from_pretrained/save_pretrained run on one process while a DeepSpeed ZeRO-3 run is live.
+
+    While transformers holds a ZeRO-3 config it shards every load and gathers every save over all the
+    ranks, so the main process alone would wait forever for the others.
+    """
+    from transformers.integrations import deepspeed
+
+    zero3 = deepspeed._hf_deepspeed_config_weak_ref
+    deepspeed.unset_hf_deepspeed_config()
+    try:
+        yield
+    finally:
+        deepspeed._hf_deepspeed_config_weak_ref = zero3
+
+
 def load_trained(auto_class, out: Path):
     """The model a stage just saved, loaded plainly on this process (a LoRA adapter onto its base).
 
     Stages evaluate this, not the trainer's object: under ZeRO-3 or FSDP the trained weights are
     sharded over the ranks, and a forward pass on the main process alone would wait forever.
     """
-    from transformers.integrations import deepspeed
-
     if (out / "adapter_config.json").is_file():
         import peft
 
         auto_class = getattr(peft, auto_class.__name__.replace("AutoModel", "AutoPeftModel"))
-    zero3 = deepspeed._hf_deepspeed_config_weak_ref  # while set, from_pretrained shards the weights over the ranks
-    deepspeed.unset_hf_deepspeed_config()
-    try:
+    with on_this_process_only():
         return auto_class.from_pretrained(out)
-    finally:
-        deepspeed._hf_deepspeed_config_weak_ref = zero3
 
 
 def weights_checksum(model) -> float | None:

@@ -39,8 +39,9 @@ def complete(model, tokenizer, prompts: list[str], max_new_tokens: int, do_sampl
             if room <= 0:
                 raise RecipeError(f"a prompt of {batch['input_ids'].shape[1]} tokens fills the model's context of "
                                   f"{context_length(model)}; shorten the prompts")
+            # every caller holds a whole model; under ZeRO-3 transformers would otherwise wait for the other ranks
             ids = model.generate(**batch, max_new_tokens=min(max_new_tokens, room), pad_token_id=tokenizer.pad_token_id,
-                                 eos_token_id=tokenizer.eos_token_id, **sampling)
+                                 eos_token_id=tokenizer.eos_token_id, synced_gpus=False, **sampling)
             for row in ids[:, batch["input_ids"].shape[1]:].tolist():
                 ended = tokenizer.eos_token_id in row
                 row = row[: row.index(tokenizer.eos_token_id)] if ended else row

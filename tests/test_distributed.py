@@ -1,0 +1,68 @@
+"""Every stage through `accelerate launch` with two processes, as `make <stage> HW=multi_cpu` runs it.
+
+Data parallel ranks must split the data (one epoch takes half the steps of one process) and end
+with identical weights, the ones the stage saved.
+"""
+
+import json
+import math
+
+import pytest
+from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
+
+from conftest import launch, ppo_args, pretrain_args, reward_args, sft_args
+from rlhf.common import weights_checksum
+
+pytestmark = pytest.mark.slow
+
+
+def finished(result, out):
+    assert result.returncode == 0, result.stderr[-3000:]
+    return json.loads((out / "metrics.json").read_text())
+
+
+def assert_ranks_agree_with_the_saved_model(metrics, saved_model):
+    ranks = metrics["ranks"]
+    assert ranks["processes"] == 2
+    first, second = ranks["weights_checksum_by_rank"]
+    assert first == second
+    assert weights_checksum(saved_model) == pytest.approx(first, rel=1e-9)
+
+
+def steps(out):
+    return json.loads((out / "trainer_state.json").read_text())["global_step"]
+
+
+def test_pretraining_on_two_processes(world_dir, tokenizer_dir, tmp_path):
+    out = tmp_path / "pretrain"
+    args = pretrain_args(world_dir, tokenizer_dir, out, "--max_steps", "10", "--world_file", "")
+    metrics = finished(launch("multi_cpu", "pretrain.py", *args), out)
+    assert_ranks_agree_with_the_saved_model(metrics, AutoModelForCausalLM.from_pretrained(out))
+    assert metrics["trained_tokens"] == 10 * 2 * 8 * 128  # steps x ranks x per-device batch x context
+
+
+def test_sft_on_two_processes_splits_the_data(world_dir, pretrained, tmp_path):
+    out = tmp_path / "sft"
+    args = sft_args(world_dir, pretrained[0], out, "--max_steps", "-1", "--num_train_epochs", "1",
+                    "--replay_fraction", "0", "--eval_prompts", "")
+    metrics = finished(launch("multi_cpu", "sft.py", *args), out)
+    assert steps(out) == math.ceil(64 / (8 * 2))  # 64 dialogues, 8 per rank and step
+    assert_ranks_agree_with_the_saved_model(metrics, AutoModelForCausalLM.from_pretrained(out))
+
+
+def test_reward_model_on_two_processes_splits_the_data(world_dir, sft_model, tmp_path):
+    out = tmp_path / "reward"
+    args = reward_args(sft_model[0], world_dir / "preferences", out, "--normalize_rewards", "false")
+    metrics = finished(launch("multi_cpu", "reward.py", *args), out)
+    assert steps(out) == math.ceil(800 / (8 * 2))
+    assert_ranks_agree_with_the_saved_model(metrics, AutoModelForSequenceClassification.from_pretrained(out))
+    assert metrics["heldout"]["accuracy"] > 0.5
+
+
+def test_ppo_on_two_processes(world_dir, sft_model, reward_model, tmp_path):
+    out = tmp_path / "ppo"
+    args = ppo_args(world_dir, sft_model[0], reward_model[0], out, "--total_episodes", "32")
+    metrics = finished(launch("multi_cpu", "ppo.py", *args), out)
+    assert metrics["updates"] == 32 // (8 * 2)  # each update: 8 prompts on each rank
+    assert_ranks_agree_with_the_saved_model(metrics, AutoModelForCausalLM.from_pretrained(out))
+    assert "gold_score" in metrics["ppo"]
