@@ -122,6 +122,9 @@ def save_policy(trainer: PPOTrainer, tokenizer, out) -> None:
 
 def main(argv: Sequence[str] | None = None) -> dict:
     args, training_args, model_args = parse(make_parser(), argv)
+    if model_args.use_peft and PartialState().num_processes > 1:  # TRL 1.12 cannot find the adapter inside DDP
+        raise RecipeError("PPO with use_peft runs on one process only (TRL 1.12); launch it with "
+                          "accelerate_configs/cpu.yaml or single_gpu.yaml, or drop use_peft to use several processes")
     clock = Stopwatch()
     tokenizer, policy, ref, reward, value = load_models(training_args, model_args)
     train, held = tokenized_prompts(args, training_args, tokenizer, policy)

@@ -66,3 +66,11 @@ def test_ppo_on_two_processes(world_dir, sft_model, reward_model, tmp_path):
     assert metrics["updates"] == 32 // (8 * 2)  # each update: 8 prompts on each rank
     assert_ranks_agree_with_the_saved_model(metrics, AutoModelForCausalLM.from_pretrained(out))
     assert "gold_score" in metrics["ppo"]
+
+
+def test_lora_ppo_on_two_processes_is_refused_clearly(world_dir, sft_model, reward_model, tmp_path):
+    args = ppo_args(world_dir, sft_model[0], reward_model[0], tmp_path / "ppo", "--use_peft")
+    result = launch("multi_cpu", "ppo.py", *args)
+    assert result.returncode != 0
+    assert "error: PPO with use_peft runs on one process only" in result.stderr
+    assert not (tmp_path / "ppo").exists()

@@ -1,0 +1,93 @@
+"""Every file in accelerate_configs/ is read by accelerate itself, through the command `make` builds."""
+
+import shlex
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+from accelerate.commands.launch import _validate_launch_command, launch_command_parser
+from accelerate.utils import FullyShardedDataParallelPlugin, patch_environment
+from accelerate.utils.launch import prepare_multi_gpu_env
+from transformers import TrainingArguments
+from transformers.integrations.deepspeed import HfTrainerDeepSpeedConfig
+
+from conftest import ROOT
+
+CONFIGS = sorted(p.stem for p in (ROOT / "accelerate_configs").glob("*.yaml"))
+# what each target must turn into: (launcher, processes, machines)
+EXPECTED = {
+    "cpu": ("simple", 1, 1), "single_gpu": ("simple", 1, 1), "multi_cpu": ("torchrun", 2, 1),
+    "multi_gpu": ("torchrun", 8, 1), "fsdp": ("fsdp", 8, 1), "deepspeed_zero2": ("deepspeed", 8, 1),
+    "deepspeed_zero3": ("deepspeed", 8, 1), "deepspeed_zero3_offload": ("deepspeed", 8, 1),
+    "multi_node": ("deepspeed", 16, 2),
+}
+
+
+def make_command(*targets: str) -> list[str]:
+    """The accelerate launch line `make -n` prints, as an argument list."""
+    out = subprocess.run(["make", "-n", *targets], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    line = next(line for line in out.splitlines() if "accelerate launch" in line)
+    return shlex.split(line)
+
+
+def validated(*targets: str):
+    """accelerate's own parsing and validation of the command, config file included."""
+    argv = make_command(*targets)
+    args = launch_command_parser().parse_args(argv[argv.index("launch") + 1:])
+    return _validate_launch_command(args)[0]
+
+
+def launcher(args) -> str:
+    if args.use_deepspeed:
+        return "deepspeed"
+    if args.use_fsdp:
+        return "fsdp"
+    return "torchrun" if args.multi_gpu else "simple"
+
+
+def test_every_target_has_a_config_and_a_header():
+    assert set(CONFIGS) == set(EXPECTED)
+    for name in CONFIGS:
+        text = (ROOT / "accelerate_configs" / f"{name}.yaml").read_text()
+        header = text.split("compute_environment")[0]
+        assert header.startswith("# ") and "make <stage> HW=" in header, name
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+def test_make_builds_the_launch_command_and_accelerate_accepts_it(name):
+    assert make_command("sft", f"HW={name}")[1:] == [
+        "launch", "--config_file", f"accelerate_configs/{name}.yaml", "recipes/sft.py",
+        "--config", "recipes/tiny/sft.yaml"]
+    args = validated("sft", f"HW={name}")
+    assert (launcher(args), args.num_processes, args.num_machines) == EXPECTED[name]
+
+
+def test_procs_overrides_the_process_count():
+    argv = make_command("reward", "HW=deepspeed_zero3", "PROCS=2", "ARGS=--max_steps 3")
+    assert argv[1:] == ["launch", "--config_file", "accelerate_configs/deepspeed_zero3.yaml", "--num_processes", "2",
+                        "recipes/reward.py", "--config", "recipes/tiny/reward.yaml", "--max_steps", "3"]
+    assert validated("reward", "HW=deepspeed_zero3", "PROCS=2").num_processes == 2
+
+
+@pytest.mark.parametrize("name", [c for c in CONFIGS if EXPECTED[c][0] == "deepspeed"])
+def test_deepspeed_files_pass_deepspeeds_own_validation(name):
+    from deepspeed.runtime.zero.config import DeepSpeedZeroConfig
+
+    args = validated("sft", f"HW={name}")
+    config = HfTrainerDeepSpeedConfig(str(ROOT / args.deepspeed_config_file))
+    config.trainer_config_process(TrainingArguments(output_dir="unused", per_device_train_batch_size=4, bf16=True,
+                                                           use_cpu=True))
+    assert config.config["bf16"]["enabled"] is True  # precision comes from the recipe, not the hardware file
+    zero = DeepSpeedZeroConfig(**config.config["zero_optimization"])
+    assert zero.stage == (2 if name.endswith("zero2") else 3)
+    assert (zero.offload_param is not None) == name.endswith("offload")
+
+
+def test_fsdp_config_becomes_an_fsdp2_plugin():
+    args = validated("sft", "HW=fsdp")
+    with patch_environment(**prepare_multi_gpu_env(args)):
+        plugin = FullyShardedDataParallelPlugin()
+    settings = yaml.safe_load((ROOT / "accelerate_configs" / "fsdp.yaml").read_text())["fsdp_config"]
+    assert plugin.fsdp_version == settings["fsdp_version"] == 2
+    assert plugin.cpu_ram_efficient_loading and plugin.reshard_after_forward
