@@ -23,9 +23,9 @@ from trl import ModelConfig, ScriptArguments, TrlParser, get_peft_config
 from trl.experimental.ppo import PPOConfig, PPOTrainer
 
 from rlhf.chat import prepare_tokenizer
-from rlhf.common import (RecipeError, Stopwatch, cli, load_pretrained, load_splits, load_trained, on_this_process_only,
-                         parse, rank_summary,
-                         staged_training_output, write_json, write_model_card)
+from rlhf.common import (RecipeError, Stopwatch, cli, load_pretrained, load_splits, load_trained,
+                         on_this_process_only, parse, rank_summary, staged_training_output, write_json,
+                         write_model_card)
 from rlhf.generation import context_length
 from rlhf.evaluation import EvalArguments, answer_prompts, judge, summarize
 from rlhf.labeler import GoldLabeler
@@ -40,6 +40,9 @@ WATCHED = {"objective/rlhf_reward": "rlhf_reward", "objective/scores": "score", 
 class PPOArguments(ScriptArguments, EvalArguments):
     max_prompt_length: int = field(
         default=64, metadata={"help": "Longest prompt in tokens; longer ones are an error, not silently cut."}
+    )
+    drop_long_prompts: bool = field(
+        default=False, metadata={"help": "Skip prompts longer than max_prompt_length (hub data) instead of failing."}
     )
     num_eval_prompts: int = field(default=16, metadata={"help": "Prompts of the test split PPO samples from."})
 
@@ -86,6 +89,13 @@ def tokenized_prompts(args: PPOArguments, training_args: PPOConfig, tokenizer, p
 
     with PartialState().local_main_process_first():
         train = train.map(tokenize, remove_columns=train.column_names)
+    if args.drop_long_prompts:
+        kept = train.filter(lambda row: len(row["input_ids"]) <= args.max_prompt_length)
+        print(f"kept {len(kept)} of {len(train)} prompts of at most {args.max_prompt_length} tokens")
+        if len(kept) == 0:
+            raise RecipeError(f"every prompt in {args.dataset_name} is longer than max_prompt_length "
+                              f"{args.max_prompt_length}; raise it")
+        train = kept
     longest = max(map(len, train["input_ids"]))
     if longest > args.max_prompt_length:
         raise RecipeError(f"a prompt in {args.dataset_name} is {longest} tokens, longer than max_prompt_length "

@@ -9,6 +9,8 @@ The score head starts at N(0, 1/sqrt(d_model + 1)) and, optionally, is rescaled 
 model's answers have std 1 (the implementation details of RLHF with PPO). Afterwards it reports
 pairwise accuracy and margin on held-out pairs by kind of difference, and how often it agrees with the
 gold labeler on fresh SFT answers it never saw (proxy vs gold), next to the label-noise ceiling.
+With LoRA (`use_peft`, `lora_task_type: SEQ_CLS`) the output is still a full model, the adapter merged
+(and kept in `adapter/`), because PPO loads the reward model whole.
 """
 
 from __future__ import annotations
@@ -24,9 +26,9 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer
 from trl import ModelConfig, RewardConfig, RewardTrainer, ScriptArguments, TrlParser, get_peft_config, get_quantization_config
 
 from rlhf.chat import prepare_tokenizer
-from rlhf.common import (RecipeError, Stopwatch, cli, load_pretrained, load_splits, load_trained, on_this_process_only,
-                         parse, rank_summary,
-                         staged_training_output, write_json, write_model_card)
+from rlhf.common import (RecipeError, Stopwatch, cli, load_pretrained, load_splits, load_trained,
+                         merge_saved_adapter, on_this_process_only, parse, rank_summary, staged_training_output,
+                         write_json, write_model_card)
 
 PAIR_COLUMNS = [{"chosen", "rejected"}]
 
@@ -132,6 +134,9 @@ def normalize(model, tokenizer, train) -> dict:
 
 def main(argv: Sequence[str] | None = None) -> dict:
     args, training_args, model_args = parse(make_parser(), argv)
+    if model_args.use_peft and model_args.lora_task_type != "SEQ_CLS":
+        raise RecipeError(f"a reward model's LoRA needs lora_task_type: SEQ_CLS (got {model_args.lora_task_type}), "
+                          "so the score head is trained and saved with the adapter")
     clock = Stopwatch()
     model, tokenizer = load_model(model_args)
     data = load_splits(args.dataset_name, [args.dataset_train_split, args.dataset_test_split], PAIR_COLUMNS,
@@ -149,7 +154,9 @@ def main(argv: Sequence[str] | None = None) -> dict:
         trainer.save_model(str(out))
         trainer.save_state()
         if trainer.accelerator.is_main_process:
-            model = load_trained(AutoModelForSequenceClassification, out)
+            model = load_trained(AutoModelForSequenceClassification, out, num_labels=1)
+            if model_args.use_peft:  # PPO needs the whole reward model
+                model = merge_saved_adapter(model, tokenizer, out)
             if args.normalize_rewards:
                 own = train.filter(lambda r: r["source"] == "sft_samples") if "source" in train.column_names else train
                 own = own.select(range(min(len(own), args.max_normalization_samples)))

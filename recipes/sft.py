@@ -6,7 +6,7 @@ Data: conversational `messages`, or `prompt`/`completion` (conversational or pla
 world or any local or hub dataset. The loss falls on the assistant's tokens only (EOS included, so the
 model learns to stop). Optional replay of pretraining text keeps the base model's knowledge alive.
 LoRA/QLoRA through TRL's ModelConfig (`use_peft`, `lora_r`, `load_in_4bit`, ...); `merge_adapter`
-saves a full model for the next stage. The gold labeler judges the base and the SFT model on
+makes the output a full model for the next stage (the adapter kept in `adapter/`). The gold labeler judges the base and the SFT model on
 held-out prompts before and after, and a few sample answers are printed.
 """
 
@@ -15,6 +15,7 @@ from __future__ import annotations
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from accelerate import PartialState
 from datasets import concatenate_datasets
@@ -22,8 +23,9 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from trl import ModelConfig, ScriptArguments, SFTConfig, SFTTrainer, TrlParser, get_peft_config, get_quantization_config
 
 from rlhf.chat import prepare_tokenizer, training_template
-from rlhf.common import (RecipeError, Stopwatch, cli, load_pretrained, load_splits, load_trained, parse, rank_summary,
-                         staged_training_output, write_json, write_model_card)
+from rlhf.common import (RecipeError, Stopwatch, cli, load_pretrained, load_splits, load_trained,
+                         merge_saved_adapter, parse, rank_summary, staged_training_output, write_json,
+                         write_model_card)
 from rlhf.evaluation import EvalArguments, answer_prompts, judge, summarize
 from rlhf.labeler import GoldLabeler
 from rlhf.world import World
@@ -40,7 +42,7 @@ class SFTArguments(ScriptArguments, EvalArguments):
         default=0.0, metadata={"help": "Replay rows added, as a fraction of the SFT training rows."}
     )
     merge_adapter: bool = field(
-        default=False, metadata={"help": "With use_peft: also save the adapter merged into a full model."}
+        default=False, metadata={"help": "With use_peft: save the merged full model (the adapter goes to adapter/)."}
     )
 
 
@@ -48,12 +50,18 @@ def make_parser() -> TrlParser:
     return TrlParser((SFTArguments, SFTConfig, ModelConfig))
 
 
-def load_model(model_args: ModelConfig):
+def load_model(model_args: ModelConfig, chat_template_path: str | None = None):
+    """The base model and its tokenizer, given a distinct PAD and a chat template (the recipe's, if it names one)."""
     model = load_pretrained(AutoModelForCausalLM, model_args.model_name_or_path, "run `make pretrain` first",
                             revision=model_args.model_revision,
                             dtype=model_args.dtype, quantization_config=get_quantization_config(model_args))
     tokenizer = load_pretrained(AutoTokenizer, model_args.model_name_or_path, "run `make pretrain` first",
                                 revision=model_args.model_revision)
+    if chat_template_path:
+        template = Path(chat_template_path)
+        if not template.is_file():
+            raise RecipeError(f"chat_template_path {template} not found; point it at a .jinja file")
+        tokenizer.chat_template = template.read_text()
     return model, prepare_tokenizer(tokenizer, model)
 
 
@@ -126,7 +134,7 @@ def print_samples(before: list, after: list, count: int, seed: int) -> list[dict
 def main(argv: Sequence[str] | None = None) -> dict:
     args, training_args, model_args = parse(make_parser(), argv)
     clock = Stopwatch()
-    model, tokenizer = load_model(model_args)
+    model, tokenizer = load_model(model_args, training_args.chat_template_path)
     train, test = build_datasets(args, training_args, tokenizer)
     before, judged_before = evaluate_model(model, tokenizer, args, training_args.seed)
     with staged_training_output(training_args) as out:
@@ -140,13 +148,12 @@ def main(argv: Sequence[str] | None = None) -> dict:
         if trainer.accelerator.is_main_process:
             model = load_trained(AutoModelForCausalLM, out)
             if model_args.use_peft and args.merge_adapter:
-                model = model.merge_and_unload()
-                model.save_pretrained(out / "merged")
-                tokenizer.save_pretrained(out / "merged")
+                model = merge_saved_adapter(model, tokenizer, out)
             after, judged_after = evaluate_model(model, tokenizer, args, training_args.seed)
-        tokens = next(e["num_tokens"] for e in reversed(trainer.state.log_history) if "num_tokens" in e)
+        # TRL logs the token count every logging_steps; a run shorter than that has none
+        tokens = next((e["num_tokens"] for e in reversed(trainer.state.log_history) if "num_tokens" in e), None)
         metrics = {"train_loss": round(result.training_loss, 4), "train_tokens": tokens,
-                   "tokens_per_second": round(tokens / result.metrics["train_runtime"])}
+                   "tokens_per_second": tokens and round(tokens / result.metrics["train_runtime"])}
         if test is not None:
             metrics["eval_loss"] = round(trainer.evaluate()["eval_loss"], 4)
         metrics.update({"base": before, "sft": after, "ranks": ranks, "wall_time_s": clock.seconds})

@@ -35,15 +35,22 @@ def test_replay_mixes_pretraining_text_into_training(world_dir, pretrained, tmp_
     assert fully_trained == 32  # replayed text is trained on every token; dialogues only on the answers
 
 
-def test_lora_saves_an_adapter_that_peft_loads_and_merges(world_dir, pretrained, tmp_path):
+def test_lora_merged_output_is_a_full_model_and_keeps_the_adapter(world_dir, pretrained, tmp_path):
     out = tmp_path / "lora"
     sft.main(sft_args(world_dir, pretrained[0], out, "--use_peft", "--lora_r", "4", "--lora_alpha", "8",
                       "--max_steps", "5", "--merge_adapter", "--eval_prompts", ""))
-    assert (out / "adapter_config.json").is_file() and not (out / "model.safetensors").exists()
+    assert (out / "adapter" / "adapter_config.json").is_file() and not (out / "adapter_config.json").exists()
     base = AutoModelForCausalLM.from_pretrained(pretrained[0])
     size = base.num_parameters()
-    assert isinstance(PeftModel.from_pretrained(base, out), PeftModel)  # injects the adapter into `base`
-    assert AutoModelForCausalLM.from_pretrained(out / "merged").num_parameters() == size
+    assert AutoModelForCausalLM.from_pretrained(out).num_parameters() == size
+    assert isinstance(PeftModel.from_pretrained(base, out / "adapter"), PeftModel)
+
+
+def test_lora_without_merge_saves_only_the_adapter(world_dir, pretrained, tmp_path):
+    out = tmp_path / "lora"
+    sft.main(sft_args(world_dir, pretrained[0], out, "--use_peft", "--lora_r", "4", "--lora_alpha", "8",
+                      "--max_steps", "3", "--eval_prompts", ""))
+    assert (out / "adapter_config.json").is_file() and not (out / "model.safetensors").exists()
 
 
 def test_dataset_without_dialogue_columns_names_what_it_found(world_dir, pretrained, tmp_path):

@@ -174,7 +174,7 @@ def on_this_process_only() -> Iterator[None]:
         deepspeed._hf_deepspeed_config_weak_ref = zero3
 
 
-def load_trained(auto_class, out: Path):
+def load_trained(auto_class, out: Path, **kwargs):
     """The model a stage just saved, loaded plainly on this process (a LoRA adapter onto its base).
 
     Stages evaluate this, not the trainer's object: under ZeRO-3 or FSDP the trained weights are
@@ -185,7 +185,24 @@ def load_trained(auto_class, out: Path):
 
         auto_class = getattr(peft, auto_class.__name__.replace("AutoModel", "AutoPeftModel"))
     with on_this_process_only():
-        return auto_class.from_pretrained(out)
+        return auto_class.from_pretrained(out, **kwargs)
+
+
+def merge_saved_adapter(model, tokenizer, out: Path):
+    """Turn a stage's LoRA output into a full model at `out` (the adapter moves to `out/adapter`).
+
+    The next stage then loads `out` like any checkpoint, with no PEFT code.
+    """
+    adapter = out / "adapter"
+    model.save_pretrained(adapter)  # the adapter config and weights, as the trainer saved them
+    for f in out.glob("adapter_*"):
+        f.unlink()
+    merged = model.merge_and_unload()
+    merged.config.pad_token_id = tokenizer.pad_token_id  # the base's config may predate the added PAD token
+    with on_this_process_only():
+        merged.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    return merged
 
 
 def weights_checksum(model) -> float | None:

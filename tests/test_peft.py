@@ -1,0 +1,64 @@
+"""Parameter-efficient training on CPU for real: LoRA reward model, QLoRA (4-bit nf4) SFT, 8-bit Adam.
+
+LoRA SFT and LoRA PPO (reference = the adapter switched off) are in test_sft.py and test_ppo.py.
+"""
+
+import json
+import math
+
+import pytest
+import torch
+from bitsandbytes.nn import Linear4bit
+from peft import PeftConfig
+from safetensors.torch import load_file
+from transformers import AutoModelForSequenceClassification
+
+import reward
+import sft
+from conftest import reward_args, sft_args
+from rlhf.common import RecipeError
+
+
+def logged_losses(out):
+    return [e["loss"] for e in json.loads((out / "trainer_state.json").read_text())["log_history"] if "loss" in e]
+
+
+def test_lora_reward_model_is_saved_whole_with_its_adapter(world_dir, sft_model, tmp_path):
+    out = tmp_path / "reward-lora"
+    metrics = reward.main(reward_args(sft_model[0], world_dir / "preferences", out, "--use_peft", "--lora_task_type",
+                                      "SEQ_CLS", "--lora_r", "16", "--lora_alpha", "32", "--lora_target_modules", "all-linear",
+                                      "--learning_rate", "3e-3", "--num_train_epochs", "3"))
+    assert metrics["heldout"]["gold_agreement"] > 0.65, metrics["heldout"]
+    assert PeftConfig.from_pretrained(out / "adapter").task_type == "SEQ_CLS"
+    model = AutoModelForSequenceClassification.from_pretrained(out)  # a plain model: PPO loads it whole
+    assert model.config.num_labels == 1 and not (out / "adapter_config.json").exists()
+
+
+def test_lora_reward_model_needs_the_classification_task_type(world_dir, sft_model, tmp_path):
+    with pytest.raises(RecipeError, match="lora_task_type: SEQ_CLS"):
+        reward.main(reward_args(sft_model[0], world_dir / "preferences", tmp_path / "r", "--use_peft"))
+
+
+def test_qlora_sft_trains_an_adapter_on_a_4bit_base(world_dir, pretrained, tmp_path):
+    out = tmp_path / "qlora"
+    args = sft_args(world_dir, pretrained[0], out, "--use_peft", "--load_in_4bit", "--bnb_4bit_quant_type", "nf4",
+                    "--lora_r", "8", "--lora_alpha", "16", "--lora_target_modules", "all-linear",
+                    "--max_steps", "10", "--eval_prompts", "")
+    _, _, model_args = sft.make_parser().parse_args_and_config(args)
+    model, _ = sft.load_model(model_args)
+    assert isinstance(model.transformer.h[0].mlp.c_fc, Linear4bit)
+    assert model.transformer.h[0].mlp.c_fc.weight.dtype == torch.uint8  # nf4 codes, two per byte
+    sft.main(args)
+    adapter = load_file(out / "adapter_model.safetensors")
+    lora_b = [w for name, w in adapter.items() if "lora_B" in name]
+    assert lora_b and all(w.abs().sum() > 0 for w in lora_b)  # B starts at zero: gradients reached every adapter
+    assert all(math.isfinite(loss) for loss in logged_losses(out))
+    assert PeftConfig.from_pretrained(out).base_model_name_or_path == str(pretrained[0])
+
+
+def test_8bit_adam_trains(world_dir, pretrained, tmp_path):
+    out = tmp_path / "adam8"
+    sft.main(sft_args(world_dir, pretrained[0], out, "--optim", "adamw_8bit", "--max_steps", "30", "--eval_prompts", ""))
+    losses = logged_losses(out)
+    assert losses[-1] < losses[0]
+    assert torch.load(out / "training_args.bin", weights_only=False).optim == "adamw_8bit"
