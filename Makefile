@@ -16,7 +16,7 @@ ARGS ?=
 
 BIN := $(VENV)/bin
 RECIPE := recipes/$(MODEL)
-LAUNCH := $(BIN)/accelerate launch --config_file accelerate_configs/$(HW).yaml $(if $(PROCS),--num_processes $(PROCS))
+LAUNCH := $(BIN)/accelerate launch --quiet --config_file accelerate_configs/$(HW).yaml $(if $(PROCS),--num_processes $(PROCS))
 
 .PHONY: help install data tokenizer pretrain sft compare reward ppo report all test clean
 

@@ -1,8 +1,10 @@
 """Bad input: one clear line on stderr, a non-zero exit, and nothing that looks like a finished stage."""
 
 import json
+import os
+import subprocess
 
-from conftest import TINY, pretrain_args, run_cli, world_args
+from conftest import ROOT, TINY, pretrain_args, run_cli, world_args
 
 
 def assert_one_line_error(result, *needles):
@@ -62,3 +64,15 @@ def test_dataset_without_text_column(world_dir, tokenizer_dir, tmp_path):
     result = run_cli("recipes/pretrain.py", *args)
     assert_one_line_error(result, "columns", "messages", "text")
     assert not (tmp_path / "pt").exists()
+
+
+def test_make_sft_with_a_hub_model_offline_says_how_to_get_it(tmp_path):
+    """`make sft MODEL=gpt2` without the hub: one line naming the model and the fix, nothing written."""
+    out = tmp_path / "sft"
+    result = subprocess.run(["make", "sft", "MODEL=gpt2", f"ARGS=--output_dir {out}"], capture_output=True, text=True,
+                            cwd=ROOT, env={**os.environ, "HF_HUB_OFFLINE": "1"}, timeout=300)
+    assert result.returncode != 0
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and "Traceback" not in result.stderr, result.stderr[-2000:]
+    assert "openai-community/gpt2" in errors[0] and "hf download openai-community/gpt2" in errors[0]
+    assert not out.exists() and not out.with_name("sft.partial").exists()

@@ -57,7 +57,7 @@ def test_every_target_has_a_config_and_a_header():
 @pytest.mark.parametrize("name", CONFIGS)
 def test_make_builds_the_launch_command_and_accelerate_accepts_it(name):
     assert make_command("sft", f"HW={name}")[1:] == [
-        "launch", "--config_file", f"accelerate_configs/{name}.yaml", "recipes/sft.py",
+        "launch", "--quiet", "--config_file", f"accelerate_configs/{name}.yaml", "recipes/sft.py",
         "--config", "recipes/tiny/sft.yaml"]
     args = validated("sft", f"HW={name}")
     assert (launcher(args), args.num_processes, args.num_machines) == EXPECTED[name]
@@ -65,7 +65,7 @@ def test_make_builds_the_launch_command_and_accelerate_accepts_it(name):
 
 def test_procs_overrides_the_process_count():
     argv = make_command("reward", "HW=deepspeed_zero3", "PROCS=2", "ARGS=--max_steps 3")
-    assert argv[1:] == ["launch", "--config_file", "accelerate_configs/deepspeed_zero3.yaml", "--num_processes", "2",
+    assert argv[1:] == ["launch", "--quiet", "--config_file", "accelerate_configs/deepspeed_zero3.yaml", "--num_processes", "2",
                         "recipes/reward.py", "--config", "recipes/tiny/reward.yaml", "--max_steps", "3"]
     assert validated("reward", "HW=deepspeed_zero3", "PROCS=2").num_processes == 2
 

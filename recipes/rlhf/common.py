@@ -20,25 +20,32 @@ class RecipeError(Exception):
     """A problem the user can fix; the CLI prints it as one line and exits non-zero."""
 
 
-def cpu_ranks() -> bool:
-    """True in one of several processes (torchrun, DeepSpeed) started on a machine without a GPU."""
+def on_cpu_by_launch() -> bool:
+    """The accelerate config chose the CPU: `use_cpu: true` (cpu.yaml), or several ranks and no GPU (multi_cpu)."""
+    if os.environ.get("ACCELERATE_USE_CPU", "false").lower() == "true":
+        return True
     return int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available()
 
 
-def use_gloo_on_cpu_ranks(parser, argv: list[str]) -> list[str]:
-    """Make GPU-less ranks one gloo process group instead of several processes that each think they are alone.
+def hardware_from_launch(parser, argv: list[str]) -> list[str]:
+    """Apply what the accelerate config decided about the CPU to the trainer's arguments.
 
-    accelerate treats ranks as CPU ranks only when told so; otherwise every rank trains on the whole
-    dataset. DeepSpeed keeps its engine and needs only the gloo backend; plain DDP needs the CPU flag too.
+    Recipes hold hyperparameters only, so the launch decides the device. On the CPU the trainer needs
+    `use_cpu` (else a bf16 recipe is refused, and several ranks each think they are alone and train on
+    the whole dataset) and the gloo backend. DeepSpeed on CPU ranks keeps its engine and needs only gloo.
     """
-    if not cpu_ranks():
-        return argv
     deepspeed = os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() == "true"
+    if not on_cpu_by_launch() or (deepspeed and torch.cuda.is_available()):
+        return argv
+    fields = set().union(*(getattr(t, "__dataclass_fields__", {}) for t in parser.dataclass_types))
+    extra = []
     if not deepspeed:
         os.environ["ACCELERATE_USE_CPU"] = "true"
-    PartialState(cpu=not deepspeed, backend="gloo")
-    takes_backend = any("ddp_backend" in getattr(t, "__dataclass_fields__", {}) for t in parser.dataclass_types)
-    return argv + ["--ddp_backend", "gloo"] if takes_backend and "--ddp_backend" not in argv else argv
+        extra += ["--use_cpu", "true"] if "use_cpu" in fields and "--use_cpu" not in argv else []
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        PartialState(cpu=not deepspeed, backend="gloo")
+        extra += ["--ddp_backend", "gloo"] if "ddp_backend" in fields and "--ddp_backend" not in argv else []
+    return argv + extra
 
 
 def parse(parser, argv: Sequence[str] | None) -> tuple:
@@ -48,7 +55,7 @@ def parse(parser, argv: Sequence[str] | None) -> tuple:
         path = Path(argv[argv.index("--config") + 1])
         if not path.is_file():
             raise RecipeError(f"config file {path} not found; pass --config recipes/<model>/<stage>.yaml")
-    argv = use_gloo_on_cpu_ranks(parser, argv)
+    argv = hardware_from_launch(parser, argv)
     try:
         configs = parser.parse_args_and_config(argv, fail_with_unknown_args=True)
     except ValueError as e:
@@ -116,7 +123,8 @@ def load_pretrained(auto_class, name: str, fix: str = "check the path or hub id"
     try:
         return auto_class.from_pretrained(name, **kwargs)
     except (OSError, ValueError) as e:
-        hint = "; the hub is unreachable (offline?): download it first or use a local path" if looks_like_hub_id(name) else ""
+        hint = (f"; the hub is unreachable (offline?): download it first (`hf download {name}`, then run again with "
+                "HF_HUB_OFFLINE=1) or set the path to a local copy") if looks_like_hub_id(name) else ""
         raise RecipeError(f"cannot load {name}: {first_line(e)}{hint}") from e
 
 
