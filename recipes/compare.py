@@ -176,7 +176,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
                 "rlhf-recipes gold labeler with label noise, plus offline pairs (`source`). `load_dataset` this "
                 "folder for `prompt`/`chosen`/`rejected` in TRL's conversational preference format.\n")
         write_json(Path(out) / "metrics.json", metrics)
-    print(metrics)
+    PartialState().print(metrics)
     return metrics
 
 

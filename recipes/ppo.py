@@ -160,7 +160,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
         write_json(out / "metrics.json", {**metrics, "log_history": trainer.state.log_history})
         write_model_card(out, "PPO policy", "The SFT model trained with PPO against the reward model, with a KL "
                          "penalty to the SFT model (rlhf-recipes stage 4). Prompt it with the chat template.", metrics)
-    print(metrics)
+    PartialState().print(metrics)
     return metrics
 
 

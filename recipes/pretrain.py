@@ -24,6 +24,7 @@ from transformers import (
     GPT2LMHeadModel,
     Trainer,
     TrainingArguments,
+    set_seed,
 )
 from trl import TrlParser
 
@@ -139,6 +140,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     clock = Stopwatch()
     tokenizer = load_pretrained(AutoTokenizer, args.tokenizer_name_or_path, "run `make tokenizer` first")
     splits = packed_splits(args, tokenizer)
+    set_seed(training_args.seed)  # the random init must not depend on what ran before in this process
     model = build_model(args, tokenizer)
     with staged_training_output(training_args) as out:
         trainer = Trainer(
@@ -171,7 +173,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
                          "the rlhf-recipes embedded world. It continues text; it does not follow instructions.", metrics)
     for line in metrics.get("recall_examples", []) + metrics.get("question_continuations", []):
         print("  " + line.replace("\n", "\\n"))
-    print({k: v for k, v in metrics.items() if not isinstance(v, list)})
+    PartialState().print({k: v for k, v in metrics.items() if not isinstance(v, list)})
     return metrics
 
 

@@ -22,13 +22,14 @@ from dataclasses import dataclass, field
 from statistics import mean, pstdev
 
 import torch
+from accelerate import PartialState
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
-from trl import ModelConfig, RewardConfig, RewardTrainer, ScriptArguments, TrlParser, get_peft_config, get_quantization_config
+from trl import ModelConfig, RewardConfig, RewardTrainer, ScriptArguments, TrlParser, get_peft_config
 
 from rlhf.chat import prepare_tokenizer
 from rlhf.common import (RecipeError, Stopwatch, cli, load_pretrained, load_splits, load_trained,
-                         merge_saved_adapter, on_this_process_only, parse, rank_summary, staged_training_output,
-                         write_json, write_model_card)
+                         merge_saved_adapter, on_this_process_only, parse, quantization_kwargs, rank_summary,
+                         staged_training_output, write_json, write_model_card)
 
 PAIR_COLUMNS = [{"chosen", "rejected"}]
 
@@ -66,7 +67,7 @@ def load_model(model_args: ModelConfig):
     fix = "run `make sft` first"
     model = load_pretrained(AutoModelForSequenceClassification, model_args.model_name_or_path, fix, num_labels=1,
                             revision=model_args.model_revision, dtype=model_args.dtype,
-                            quantization_config=get_quantization_config(model_args))
+                            **quantization_kwargs(model_args))
     tokenizer = prepare_tokenizer(load_pretrained(AutoTokenizer, model_args.model_name_or_path, fix), model)
     head = score_head(model)
     torch.nn.init.normal_(head.weight, std=1 / math.sqrt(head.in_features + 1))
@@ -172,7 +173,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
         write_model_card(out, "Reward model", "A reward model (one-output sequence classifier) trained on ranked "
                          "answer pairs (rlhf-recipes stage 3). Higher score: the answer people prefer.",
                          {"heldout_accuracy": metrics.get("heldout", {}).get("accuracy"), **metrics})
-    print(metrics)
+    PartialState().print(metrics)
     return metrics
 
 

@@ -20,12 +20,12 @@ from pathlib import Path
 from accelerate import PartialState
 from datasets import concatenate_datasets
 from transformers import AutoModelForCausalLM, AutoTokenizer
-from trl import ModelConfig, ScriptArguments, SFTConfig, SFTTrainer, TrlParser, get_peft_config, get_quantization_config
+from trl import ModelConfig, ScriptArguments, SFTConfig, SFTTrainer, TrlParser, get_peft_config
 
 from rlhf.chat import prepare_tokenizer, training_template
 from rlhf.common import (RecipeError, Stopwatch, cli, load_pretrained, load_splits, load_trained,
-                         merge_saved_adapter, parse, rank_summary, staged_training_output, write_json,
-                         write_model_card)
+                         merge_saved_adapter, parse, quantization_kwargs, rank_summary, staged_training_output,
+                         write_json, write_model_card)
 from rlhf.evaluation import EvalArguments, answer_prompts, judge, summarize
 from rlhf.labeler import GoldLabeler
 from rlhf.world import World
@@ -54,7 +54,7 @@ def load_model(model_args: ModelConfig, chat_template_path: str | None = None):
     """The base model and its tokenizer, given a distinct PAD and a chat template (the recipe's, if it names one)."""
     model = load_pretrained(AutoModelForCausalLM, model_args.model_name_or_path, "run `make pretrain` first",
                             revision=model_args.model_revision,
-                            dtype=model_args.dtype, quantization_config=get_quantization_config(model_args))
+                            dtype=model_args.dtype, **quantization_kwargs(model_args))
     tokenizer = load_pretrained(AutoTokenizer, model_args.model_name_or_path, "run `make pretrain` first",
                                 revision=model_args.model_revision)
     if chat_template_path:
@@ -162,8 +162,9 @@ def main(argv: Sequence[str] | None = None) -> dict:
         write_model_card(out, "SFT model", "Supervised fine-tuning of the base model on assistant demonstrations "
                          "(rlhf-recipes stage 2). Prompt it with the tokenizer's chat template.",
                          {**metrics, **{f"sft_{k}": v for k, v in after.items()}})
-    print({"train_loss": metrics["train_loss"], "base_gold": before.get("gold_score"), "sft_gold": after.get("gold_score"),
-           "base_fact_accuracy": before.get("fact_accuracy"), "sft_fact_accuracy": after.get("fact_accuracy")})
+    PartialState().print({"train_loss": metrics["train_loss"], "base_gold": before.get("gold_score"),
+                          "sft_gold": after.get("gold_score"), "base_fact_accuracy": before.get("fact_accuracy"),
+                          "sft_fact_accuracy": after.get("fact_accuracy")})
     return metrics
 
 

@@ -74,3 +74,10 @@ def test_lora_ppo_on_two_processes_is_refused_clearly(world_dir, sft_model, rewa
     assert result.returncode != 0
     assert "error: PPO with use_peft runs on one process only" in result.stderr
     assert not (tmp_path / "ppo").exists()
+
+
+def test_fsdp_without_a_gpu_is_refused_clearly(world_dir, pretrained, tmp_path):
+    result = launch("fsdp", "sft.py", *sft_args(world_dir, pretrained[0], tmp_path / "sft"), processes=2)
+    assert result.returncode != 0
+    assert "error: FSDP needs GPUs here" in result.stderr and "HW=multi_cpu" in result.stderr
+    assert not (tmp_path / "sft").exists()

@@ -27,6 +27,11 @@ def on_cpu_by_launch() -> bool:
     return int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available()
 
 
+def launched_with(engine: str) -> bool:
+    """Whether `accelerate launch` set up DeepSpeed or FSDP for this process."""
+    return os.environ.get(f"ACCELERATE_USE_{engine}", "false").lower() == "true"
+
+
 def hardware_from_launch(parser, argv: list[str]) -> list[str]:
     """Apply what the accelerate config decided about the CPU to the trainer's arguments.
 
@@ -34,7 +39,10 @@ def hardware_from_launch(parser, argv: list[str]) -> list[str]:
     `use_cpu` (else a bf16 recipe is refused, and several ranks each think they are alone and train on
     the whole dataset) and the gloo backend. DeepSpeed on CPU ranks keeps its engine and needs only gloo.
     """
-    deepspeed = os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() == "true"
+    if launched_with("FSDP") and not torch.cuda.is_available():
+        raise RecipeError("FSDP needs GPUs here (on CPU ranks it did not train correctly); without a GPU use "
+                          "HW=multi_cpu (DDP) or HW=deepspeed_zero3 (sharded)")
+    deepspeed = launched_with("DEEPSPEED")
     if not on_cpu_by_launch() or (deepspeed and torch.cuda.is_available()):
         return argv
     fields = set().union(*(getattr(t, "__dataclass_fields__", {}) for t in parser.dataclass_types))
@@ -126,6 +134,17 @@ def load_pretrained(auto_class, name: str, fix: str = "check the path or hub id"
         hint = (f"; the hub is unreachable (offline?): download it first (`hf download {name}`, then run again with "
                 "HF_HUB_OFFLINE=1) or set the path to a local copy") if looks_like_hub_id(name) else ""
         raise RecipeError(f"cannot load {name}: {first_line(e)}{hint}") from e
+
+
+def quantization_kwargs(model_args) -> dict:
+    """`from_pretrained` arguments for a 4/8-bit base: the quantization config, and this rank's own device.
+
+    Quantized weights are placed at load time; without a device map every rank would load onto GPU 0.
+    """
+    from trl import get_quantization_config
+
+    config = get_quantization_config(model_args)
+    return {} if config is None else {"quantization_config": config, "device_map": {"": str(PartialState().device)}}
 
 
 def first_line(error: BaseException) -> str:
