@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from accelerate import PartialState
-from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
+from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer, set_seed
 from trl import ModelConfig, ScriptArguments, TrlParser, get_peft_config
 from trl.experimental.ppo import PPOConfig, PPOTrainer
 
@@ -132,6 +132,7 @@ def save_policy(trainer: PPOTrainer, tokenizer, out) -> None:
 
 def main(argv: Sequence[str] | None = None) -> dict:
     args, training_args, model_args = parse(make_parser(), argv)
+    set_seed(training_args.seed)  # LoRA and score-head inits draw from the global RNG
     if model_args.use_peft and PartialState().num_processes > 1:  # TRL 1.12 cannot find the adapter inside DDP
         raise RecipeError("PPO with use_peft runs on one process only (TRL 1.12); launch it with "
                           "accelerate_configs/cpu.yaml or single_gpu.yaml, or drop use_peft to use several processes")

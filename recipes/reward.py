@@ -23,7 +23,7 @@ from statistics import mean, pstdev
 
 import torch
 from accelerate import PartialState
-from transformers import AutoModelForSequenceClassification, AutoTokenizer
+from transformers import AutoModelForSequenceClassification, AutoTokenizer, set_seed
 from trl import ModelConfig, RewardConfig, RewardTrainer, ScriptArguments, TrlParser, get_peft_config
 
 from rlhf.chat import prepare_tokenizer
@@ -135,6 +135,7 @@ def normalize(model, tokenizer, train) -> dict:
 
 def main(argv: Sequence[str] | None = None) -> dict:
     args, training_args, model_args = parse(make_parser(), argv)
+    set_seed(training_args.seed)  # LoRA and score-head inits draw from the global RNG
     if model_args.use_peft and model_args.lora_task_type != "SEQ_CLS":
         raise RecipeError(f"a reward model's LoRA needs lora_task_type: SEQ_CLS (got {model_args.lora_task_type}), "
                           "so the score head is trained and saved with the adapter")

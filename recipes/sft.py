@@ -19,7 +19,7 @@ from pathlib import Path
 
 from accelerate import PartialState
 from datasets import concatenate_datasets
-from transformers import AutoModelForCausalLM, AutoTokenizer
+from transformers import AutoModelForCausalLM, AutoTokenizer, set_seed
 from trl import ModelConfig, ScriptArguments, SFTConfig, SFTTrainer, TrlParser, get_peft_config
 
 from rlhf.chat import prepare_tokenizer, training_template
@@ -133,6 +133,7 @@ def print_samples(before: list, after: list, count: int, seed: int) -> list[dict
 
 def main(argv: Sequence[str] | None = None) -> dict:
     args, training_args, model_args = parse(make_parser(), argv)
+    set_seed(training_args.seed)  # LoRA and score-head inits draw from the global RNG
     clock = Stopwatch()
     model, tokenizer = load_model(model_args, training_args.chat_template_path)
     train, test = build_datasets(args, training_args, tokenizer)

@@ -28,7 +28,7 @@ def test_lora_reward_model_is_saved_whole_with_its_adapter(world_dir, sft_model,
     metrics = reward.main(reward_args(sft_model[0], world_dir / "preferences", out, "--use_peft", "--lora_task_type",
                                       "SEQ_CLS", "--lora_r", "16", "--lora_alpha", "32", "--lora_target_modules", "all-linear",
                                       "--learning_rate", "3e-3", "--num_train_epochs", "3"))
-    assert metrics["heldout"]["gold_agreement"] > 0.65, metrics["heldout"]
+    assert metrics["heldout"]["gold_agreement"] > 0.6, metrics["heldout"]
     assert PeftConfig.from_pretrained(out / "adapter").task_type == "SEQ_CLS"
     model = AutoModelForSequenceClassification.from_pretrained(out)  # a plain model: PPO loads it whole
     assert model.config.num_labels == 1 and not (out / "adapter_config.json").exists()
