@@ -26,10 +26,11 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from trl import TrlParser
 
 from rlhf.chat import last_user_message, prepare_tokenizer
-from rlhf.common import RecipeError, Stopwatch, cli, load_pretrained, load_splits, parse, staged_output, write_json
+from rlhf.common import RecipeError, Stopwatch, cli, load_pretrained, load_splits, parse
 from rlhf.datagen import write_jsonl
 from rlhf.generation import Completion, complete
 from rlhf.labeler import GoldLabeler, noisy_choice
+from rlhf.outputs import OutputArguments, input_paths, staged_output, write_json
 from rlhf.world import World, is_harmful_request
 
 
@@ -53,7 +54,7 @@ class CompareArguments:
 
 
 def make_parser() -> TrlParser:
-    return TrlParser((CompareArguments,))
+    return TrlParser((CompareArguments, OutputArguments))
 
 
 def sample_answers(model, tokenizer, prompts: list[list[dict]], args: CompareArguments) -> list[list[Completion]]:
@@ -142,10 +143,8 @@ def split_pairs(args: CompareArguments, labeler: GoldLabeler, prompts: list, ans
     return splits
 
 
-def main(argv: Sequence[str] | None = None) -> dict:
-    (args,) = parse(make_parser(), argv)
-    if args.num_samples_per_prompt < 2:
-        raise RecipeError(f"num_samples_per_prompt is {args.num_samples_per_prompt}; comparisons need at least 2")
+def collect(args: CompareArguments) -> tuple[dict[str, list], dict]:
+    """The SFT model's answers to every prompt, ranked into train/test pairs, and what they show."""
     clock = Stopwatch()
     model = load_pretrained(AutoModelForCausalLM, args.model_name_or_path, "run `make sft` first")
     tokenizer = prepare_tokenizer(load_pretrained(AutoTokenizer, args.model_name_or_path, "run `make sft` first"), model)
@@ -167,7 +166,16 @@ def main(argv: Sequence[str] | None = None) -> dict:
         **sample_stats(labeler, prompts, answers),
         "wall_time_s": clock.seconds,
     }
-    with staged_output(args.output_dir) as out:
+    return splits, metrics
+
+
+def main(argv: Sequence[str] | None = None) -> dict:
+    args, output_args = parse(make_parser(), argv)
+    if args.num_samples_per_prompt < 2:
+        raise RecipeError(f"num_samples_per_prompt is {args.num_samples_per_prompt}; comparisons need at least 2")
+    with staged_output(args.output_dir, stage="compare", inputs=input_paths(args),
+                       overwrite=output_args.overwrite_output_dir) as out:
+        splits, metrics = collect(args)
         if PartialState().is_main_process:
             for name, rows in splits.items():
                 write_jsonl(Path(out) / f"{name}.jsonl", rows)

@@ -10,21 +10,22 @@ from pathlib import Path
 
 from trl import TrlParser
 
-from rlhf.common import RecipeError, Stopwatch, cli, parse, staged_output, write_json
+from rlhf.common import RecipeError, Stopwatch, cli, parse
 from rlhf.datagen import WorldConfig, write
+from rlhf.outputs import OutputArguments, staged_output, write_json
 
 
 def make_parser() -> TrlParser:
-    return TrlParser((WorldConfig,))
+    return TrlParser((WorldConfig, OutputArguments))
 
 
 def main(argv: Sequence[str] | None = None) -> dict:
     try:
-        (cfg,) = parse(make_parser(), argv)
+        cfg, output_args = parse(make_parser(), argv)
     except ValueError as e:  # a rate out of range, an unknown attribute
         raise RecipeError(str(e)) from e
     clock = Stopwatch()
-    with staged_output(cfg.output_dir) as out:
+    with staged_output(cfg.output_dir, stage="data", overwrite=output_args.overwrite_output_dir) as out:
         sizes = write(cfg, Path(out))
         write_json(Path(out) / "metrics.json", {"sizes": sizes, "wall_time_s": clock.seconds})
     for name, splits in sizes.items():

@@ -24,8 +24,8 @@ from trl.experimental.ppo import PPOConfig, PPOTrainer
 
 from rlhf.chat import prepare_tokenizer
 from rlhf.common import (RecipeError, Stopwatch, cli, load_pretrained, load_splits, load_trained,
-                         on_this_process_only, parse, rank_summary, staged_training_output, write_json,
-                         write_model_card)
+                         on_this_process_only, parse, rank_summary)
+from rlhf.outputs import OutputArguments, input_paths, staged_training_output, write_json, write_model_card
 from rlhf.generation import context_length
 from rlhf.evaluation import EvalArguments, answer_prompts, judge, summarize
 from rlhf.labeler import GoldLabeler
@@ -48,7 +48,7 @@ class PPOArguments(ScriptArguments, EvalArguments):
 
 
 def make_parser() -> TrlParser:
-    return TrlParser((PPOArguments, PPOConfig, ModelConfig))
+    return TrlParser((PPOArguments, PPOConfig, ModelConfig, OutputArguments))
 
 
 def load_models(training_args: PPOConfig, model_args: ModelConfig):
@@ -130,37 +130,44 @@ def save_policy(trainer: PPOTrainer, tokenizer, out) -> None:
     trainer.accelerator.wait_for_everyone()
 
 
-def main(argv: Sequence[str] | None = None) -> dict:
-    args, training_args, model_args = parse(make_parser(), argv)
+def train(args: PPOArguments, training_args: PPOConfig, model_args: ModelConfig, out) -> dict:
+    """Run PPO into `out` (the staged output directory) and judge the policy it saves."""
     set_seed(training_args.seed)  # LoRA and score-head inits draw from the global RNG
+    clock = Stopwatch()
+    tokenizer, policy, ref, reward, value = load_models(training_args, model_args)
+    train_set, held = tokenized_prompts(args, training_args, tokenizer, policy)
+    try:
+        trainer = PPOTrainer(args=training_args, processing_class=tokenizer, model=policy, ref_model=ref,
+                             reward_model=reward, value_model=value, train_dataset=train_set, eval_dataset=held,
+                             peft_config=get_peft_config(model_args))
+    except (ValueError, AssertionError) as e:  # batch sizes that do not divide, and the like
+        raise RecipeError(f"PPO settings rejected: {e}") from e
+    trainer.train()
+    metrics = {"episodes": trainer.state.episode, "updates": trainer.state.global_step,
+               **summarize_log(trainer.state.log_history),
+               "ranks": rank_summary(trainer.accelerator.unwrap_model(trainer.model).policy)}
+    save_policy(trainer, tokenizer, out)
+    if args.eval_prompts and args.world_file and PartialState().is_main_process:
+        rows = load_splits(args.eval_prompts, ["test"], [{"prompt"}], "set eval_prompts")["test"].to_list()
+        policy = load_trained(AutoModelForCausalLM, out)
+        judged = judge(GoldLabeler(World.load(args.world_file)), rows,
+                       answer_prompts(policy, tokenizer, rows, args, training_args.seed))
+        metrics["ppo"] = summarize(judged)
+    metrics["wall_time_s"] = clock.seconds
+    write_json(out / "metrics.json", {**metrics, "log_history": trainer.state.log_history})
+    write_model_card(out, "PPO policy", "The SFT model trained with PPO against the reward model, with a KL "
+                     "penalty to the SFT model (rlhf-recipes stage 4). Prompt it with the chat template.", metrics)
+    return metrics
+
+
+def main(argv: Sequence[str] | None = None) -> dict:
+    args, training_args, model_args, output_args = parse(make_parser(), argv)
     if model_args.use_peft and PartialState().num_processes > 1:  # TRL 1.12 cannot find the adapter inside DDP
         raise RecipeError("PPO with use_peft runs on one process only (TRL 1.12); launch it with "
                           "accelerate_configs/cpu.yaml or single_gpu.yaml, or drop use_peft to use several processes")
-    clock = Stopwatch()
-    tokenizer, policy, ref, reward, value = load_models(training_args, model_args)
-    train, held = tokenized_prompts(args, training_args, tokenizer, policy)
-    with staged_training_output(training_args) as out:
-        try:
-            trainer = PPOTrainer(args=training_args, processing_class=tokenizer, model=policy, ref_model=ref,
-                                 reward_model=reward, value_model=value, train_dataset=train, eval_dataset=held,
-                                 peft_config=get_peft_config(model_args))
-        except (ValueError, AssertionError) as e:  # batch sizes that do not divide, and the like
-            raise RecipeError(f"PPO settings rejected: {e}") from e
-        trainer.train()
-        metrics = {"episodes": trainer.state.episode, "updates": trainer.state.global_step,
-                   **summarize_log(trainer.state.log_history),
-                   "ranks": rank_summary(trainer.accelerator.unwrap_model(trainer.model).policy)}
-        save_policy(trainer, tokenizer, out)
-        if args.eval_prompts and args.world_file and PartialState().is_main_process:
-            rows = load_splits(args.eval_prompts, ["test"], [{"prompt"}], "set eval_prompts")["test"].to_list()
-            policy = load_trained(AutoModelForCausalLM, out)
-            judged = judge(GoldLabeler(World.load(args.world_file)), rows,
-                           answer_prompts(policy, tokenizer, rows, args, training_args.seed))
-            metrics["ppo"] = summarize(judged)
-        metrics["wall_time_s"] = clock.seconds
-        write_json(out / "metrics.json", {**metrics, "log_history": trainer.state.log_history})
-        write_model_card(out, "PPO policy", "The SFT model trained with PPO against the reward model, with a KL "
-                         "penalty to the SFT model (rlhf-recipes stage 4). Prompt it with the chat template.", metrics)
+    with staged_training_output(training_args, stage="ppo", inputs=input_paths(args, training_args, model_args),
+                                overwrite=output_args.overwrite_output_dir) as out:
+        metrics = train(args, training_args, model_args, out)
     PartialState().print(metrics)
     return metrics
 

@@ -37,11 +37,9 @@ from rlhf.common import (
     load_trained,
     parse,
     rank_summary,
-    staged_training_output,
-    write_json,
-    write_model_card,
 )
 from rlhf.generation import complete
+from rlhf.outputs import OutputArguments, input_paths, staged_training_output, write_json, write_model_card
 from rlhf.world import ATTRIBUTES, World
 
 
@@ -67,7 +65,7 @@ class PretrainArguments:
 
 
 def make_parser() -> TrlParser:
-    return TrlParser((PretrainArguments, TrainingArguments))
+    return TrlParser((PretrainArguments, TrainingArguments, OutputArguments))
 
 
 def build_model(args: PretrainArguments, tokenizer):
@@ -135,42 +133,49 @@ def question_continuations(model, tokenizer, world: World) -> list[str]:
     return [p + c.text for p, c in zip(prompts, complete(model, tokenizer, prompts, max_new_tokens=24))]
 
 
-def main(argv: Sequence[str] | None = None) -> dict:
-    args, training_args = parse(make_parser(), argv)
+def train(args: PretrainArguments, training_args: TrainingArguments, out) -> dict:
+    """Pretrain into `out` (the staged output directory) and measure what the base model learned."""
     clock = Stopwatch()
     tokenizer = load_pretrained(AutoTokenizer, args.tokenizer_name_or_path, "run `make tokenizer` first")
     splits = packed_splits(args, tokenizer)
     set_seed(training_args.seed)  # the random init must not depend on what ran before in this process
     model = build_model(args, tokenizer)
-    with staged_training_output(training_args) as out:
-        trainer = Trainer(
-            model=model, args=training_args, train_dataset=splits[args.dataset_train_split],
-            eval_dataset=splits[args.dataset_test_split], processing_class=tokenizer,
-            data_collator=DataCollatorForLanguageModeling(tokenizer, mlm=False),
-        )
-        result = trainer.train()
-        eval_loss = trainer.evaluate()["eval_loss"]
-        trained_tokens = result.global_step * training_args.per_device_train_batch_size * \
-            training_args.gradient_accumulation_steps * trainer.accelerator.num_processes * args.context_length
-        metrics = {
-            "parameters": model.num_parameters(),
-            "train_loss": round(result.training_loss, 4),
-            "eval_loss": round(eval_loss, 4),
-            "perplexity": round(math.exp(eval_loss), 3),
-            "trained_tokens": trained_tokens,
-            "tokens_per_second": round(trained_tokens / result.metrics["train_runtime"]),
-        }
-        metrics["ranks"] = rank_summary(trainer.model)
-        trainer.save_model(str(out))
-        trainer.save_state()
-        if args.world_file and trainer.accelerator.is_main_process:
-            world, saved = World.load(args.world_file), load_trained(AutoModelForCausalLM, out)
-            metrics.update(fact_recall(saved, tokenizer, world))
-            metrics["question_continuations"] = question_continuations(saved, tokenizer, world)
-        metrics["wall_time_s"] = clock.seconds
-        write_json(out / "metrics.json", metrics)
-        write_model_card(out, "Base model (pretraining)", "A GPT-2-style causal LM pretrained from scratch on "
-                         "the rlhf-recipes embedded world. It continues text; it does not follow instructions.", metrics)
+    trainer = Trainer(
+        model=model, args=training_args, train_dataset=splits[args.dataset_train_split],
+        eval_dataset=splits[args.dataset_test_split], processing_class=tokenizer,
+        data_collator=DataCollatorForLanguageModeling(tokenizer, mlm=False),
+    )
+    result = trainer.train()
+    eval_loss = trainer.evaluate()["eval_loss"]
+    trained_tokens = result.global_step * training_args.per_device_train_batch_size * \
+        training_args.gradient_accumulation_steps * trainer.accelerator.num_processes * args.context_length
+    metrics = {
+        "parameters": model.num_parameters(),
+        "train_loss": round(result.training_loss, 4),
+        "eval_loss": round(eval_loss, 4),
+        "perplexity": round(math.exp(eval_loss), 3),
+        "trained_tokens": trained_tokens,
+        "tokens_per_second": round(trained_tokens / result.metrics["train_runtime"]),
+    }
+    metrics["ranks"] = rank_summary(trainer.model)
+    trainer.save_model(str(out))
+    trainer.save_state()
+    if args.world_file and trainer.accelerator.is_main_process:
+        world, saved = World.load(args.world_file), load_trained(AutoModelForCausalLM, out)
+        metrics.update(fact_recall(saved, tokenizer, world))
+        metrics["question_continuations"] = question_continuations(saved, tokenizer, world)
+    metrics["wall_time_s"] = clock.seconds
+    write_json(out / "metrics.json", metrics)
+    write_model_card(out, "Base model (pretraining)", "A GPT-2-style causal LM pretrained from scratch on "
+                     "the rlhf-recipes embedded world. It continues text; it does not follow instructions.", metrics)
+    return metrics
+
+
+def main(argv: Sequence[str] | None = None) -> dict:
+    args, training_args, output_args = parse(make_parser(), argv)
+    with staged_training_output(training_args, stage="pretrain", inputs=input_paths(args, training_args),
+                                overwrite=output_args.overwrite_output_dir) as out:
+        metrics = train(args, training_args, out)
     for line in metrics.get("recall_examples", []) + metrics.get("question_continuations", []):
         print("  " + line.replace("\n", "\\n"))
     PartialState().print({k: v for k, v in metrics.items() if not isinstance(v, list)})

@@ -26,10 +26,11 @@ from trl import TrlParser
 
 import reward as reward_stage
 from rlhf.chat import last_user_message, prepare_tokenizer
-from rlhf.common import RecipeError, Stopwatch, cli, load_pretrained, load_splits, parse, staged_output, write_json
+from rlhf.common import RecipeError, Stopwatch, cli, load_pretrained, load_splits, parse
 from rlhf.evaluation import EvalArguments, answer_prompts, judge, summarize
 from rlhf.generation import Completion, complete
 from rlhf.labeler import GoldLabeler
+from rlhf.outputs import OutputArguments, input_paths, staged_output, write_json
 from rlhf.report_writer import write_figures, write_markdown
 from rlhf.world import ATTRIBUTES, World
 
@@ -53,7 +54,7 @@ class ReportArguments(EvalArguments):
 
 
 def make_parser() -> TrlParser:
-    return TrlParser((ReportArguments,))
+    return TrlParser((ReportArguments, OutputArguments))
 
 
 def stage_dir(args: ReportArguments, stage: str) -> Path:
@@ -206,11 +207,12 @@ def side_by_side(args: ReportArguments, rows: list[dict], judged: dict) -> list[
 
 
 def main(argv: Sequence[str] | None = None) -> dict:
-    (args,) = parse(make_parser(), argv)
+    args, output_args = parse(make_parser(), argv)
     clock = Stopwatch()
-    report, curves = build_report(args)
-    report["wall_time_s"]["report"] = clock.seconds
-    with staged_output(args.output_dir) as out:
+    with staged_output(args.output_dir, stage="report", inputs=input_paths(args),
+                       overwrite=output_args.overwrite_output_dir) as out:
+        report, curves = build_report(args)
+        report["wall_time_s"]["report"] = clock.seconds
         figures = write_figures(report, curves, out)
         write_json(out / "report.json", report)
         (out / "report.md").write_text(write_markdown(report, figures))

@@ -28,8 +28,8 @@ from trl import ModelConfig, RewardConfig, RewardTrainer, ScriptArguments, TrlPa
 
 from rlhf.chat import prepare_tokenizer
 from rlhf.common import (RecipeError, Stopwatch, cli, load_pretrained, load_splits, load_trained,
-                         merge_saved_adapter, on_this_process_only, parse, quantization_kwargs, rank_summary,
-                         staged_training_output, write_json, write_model_card)
+                         merge_saved_adapter, on_this_process_only, parse, quantization_kwargs, rank_summary)
+from rlhf.outputs import OutputArguments, input_paths, staged_training_output, write_json, write_model_card
 
 PAIR_COLUMNS = [{"chosen", "rejected"}]
 
@@ -50,7 +50,7 @@ class RewardArguments(ScriptArguments):
 
 
 def make_parser() -> TrlParser:
-    return TrlParser((RewardArguments, RewardConfig, ModelConfig))
+    return TrlParser((RewardArguments, RewardConfig, ModelConfig, OutputArguments))
 
 
 def score_head(model) -> torch.nn.Linear:
@@ -133,47 +133,55 @@ def normalize(model, tokenizer, train) -> dict:
     return {"reward_std_before": round(std, 4), "reward_mean": round(mean(values) / std, 4)}
 
 
-def main(argv: Sequence[str] | None = None) -> dict:
-    args, training_args, model_args = parse(make_parser(), argv)
+def train(args: RewardArguments, training_args: RewardConfig, model_args: ModelConfig, out) -> dict:
+    """Train the reward model into `out` (the staged output directory), normalise it, measure its accuracy."""
     set_seed(training_args.seed)  # LoRA and score-head inits draw from the global RNG
-    if model_args.use_peft and model_args.lora_task_type != "SEQ_CLS":
-        raise RecipeError(f"a reward model's LoRA needs lora_task_type: SEQ_CLS (got {model_args.lora_task_type}), "
-                          "so the score head is trained and saved with the adapter")
     clock = Stopwatch()
     model, tokenizer = load_model(model_args)
     data = load_splits(args.dataset_name, [args.dataset_train_split, args.dataset_test_split], PAIR_COLUMNS,
                        "run `make compare` first or set dataset_name", args.dataset_config)
-    train, test = data[args.dataset_train_split], data[args.dataset_test_split]
-    with staged_training_output(training_args) as out:
-        trainer = RewardTrainer(model=model, args=training_args, train_dataset=train, eval_dataset=test,
-                                processing_class=tokenizer, peft_config=get_peft_config(model_args))
-        if len(trainer.train_dataset) == 0:
-            raise RecipeError(f"every training pair is longer than max_length={training_args.max_length} tokens; "
-                              "raise max_length")
-        result = trainer.train()
-        metrics = {"train_loss": round(result.training_loss, 4), "train_runtime_s": round(result.metrics["train_runtime"], 1),
-                   "ranks": rank_summary(trainer.model)}
-        trainer.save_model(str(out))
-        trainer.save_state()
-        if trainer.accelerator.is_main_process:
-            model = load_trained(AutoModelForSequenceClassification, out, num_labels=1)
-            if model_args.use_peft:  # PPO needs the whole reward model
-                model = merge_saved_adapter(model, tokenizer, out)
-            if args.normalize_rewards:
-                own = train.filter(lambda r: r["source"] == "sft_samples") if "source" in train.column_names else train
-                own = own.select(range(min(len(own), args.max_normalization_samples)))
-                metrics.update(normalize(model, tokenizer, own))
-                with on_this_process_only():
-                    model.save_pretrained(out)
-            metrics["heldout"] = pair_accuracy(model, tokenizer, test, args.label_noise)
-            if args.heldout_pairs:
-                extra = load_splits(args.heldout_pairs, ["test"], PAIR_COLUMNS, "set heldout_pairs or leave it empty")
-                metrics["heldout_offline"] = pair_accuracy(model, tokenizer, extra["test"], args.label_noise)
-        metrics["wall_time_s"] = clock.seconds
-        write_json(out / "metrics.json", metrics)
-        write_model_card(out, "Reward model", "A reward model (one-output sequence classifier) trained on ranked "
-                         "answer pairs (rlhf-recipes stage 3). Higher score: the answer people prefer.",
-                         {"heldout_accuracy": metrics.get("heldout", {}).get("accuracy"), **metrics})
+    train_set, test_set = data[args.dataset_train_split], data[args.dataset_test_split]
+    trainer = RewardTrainer(model=model, args=training_args, train_dataset=train_set, eval_dataset=test_set,
+                            processing_class=tokenizer, peft_config=get_peft_config(model_args))
+    if len(trainer.train_dataset) == 0:
+        raise RecipeError(f"every training pair is longer than max_length={training_args.max_length} tokens; "
+                          "raise max_length")
+    result = trainer.train()
+    metrics = {"train_loss": round(result.training_loss, 4), "train_runtime_s": round(result.metrics["train_runtime"], 1),
+               "ranks": rank_summary(trainer.model)}
+    trainer.save_model(str(out))
+    trainer.save_state()
+    if trainer.accelerator.is_main_process:
+        model = load_trained(AutoModelForSequenceClassification, out, num_labels=1)
+        if model_args.use_peft:  # PPO needs the whole reward model
+            model = merge_saved_adapter(model, tokenizer, out)
+        if args.normalize_rewards:
+            own = (train_set.filter(lambda r: r["source"] == "sft_samples") if "source" in train_set.column_names
+                   else train_set)
+            own = own.select(range(min(len(own), args.max_normalization_samples)))
+            metrics.update(normalize(model, tokenizer, own))
+            with on_this_process_only():
+                model.save_pretrained(out)
+        metrics["heldout"] = pair_accuracy(model, tokenizer, test_set, args.label_noise)
+        if args.heldout_pairs:
+            extra = load_splits(args.heldout_pairs, ["test"], PAIR_COLUMNS, "set heldout_pairs or leave it empty")
+            metrics["heldout_offline"] = pair_accuracy(model, tokenizer, extra["test"], args.label_noise)
+    metrics["wall_time_s"] = clock.seconds
+    write_json(out / "metrics.json", metrics)
+    write_model_card(out, "Reward model", "A reward model (one-output sequence classifier) trained on ranked "
+                     "answer pairs (rlhf-recipes stage 3). Higher score: the answer people prefer.",
+                     {"heldout_accuracy": metrics.get("heldout", {}).get("accuracy"), **metrics})
+    return metrics
+
+
+def main(argv: Sequence[str] | None = None) -> dict:
+    args, training_args, model_args, output_args = parse(make_parser(), argv)
+    if model_args.use_peft and model_args.lora_task_type != "SEQ_CLS":
+        raise RecipeError(f"a reward model's LoRA needs lora_task_type: SEQ_CLS (got {model_args.lora_task_type}), "
+                          "so the score head is trained and saved with the adapter")
+    with staged_training_output(training_args, stage="reward", inputs=input_paths(args, training_args, model_args),
+                                overwrite=output_args.overwrite_output_dir) as out:
+        metrics = train(args, training_args, model_args, out)
     PartialState().print(metrics)
     return metrics
 

@@ -24,10 +24,10 @@ from trl import ModelConfig, ScriptArguments, SFTConfig, SFTTrainer, TrlParser, 
 
 from rlhf.chat import prepare_tokenizer, training_template
 from rlhf.common import (RecipeError, Stopwatch, cli, load_pretrained, load_splits, load_trained,
-                         merge_saved_adapter, parse, quantization_kwargs, rank_summary, staged_training_output,
-                         write_json, write_model_card)
+                         merge_saved_adapter, parse, quantization_kwargs, rank_summary)
 from rlhf.evaluation import EvalArguments, answer_prompts, judge, summarize
 from rlhf.labeler import GoldLabeler
+from rlhf.outputs import OutputArguments, input_paths, staged_training_output, write_json, write_model_card
 from rlhf.world import World
 
 DIALOGUE_COLUMNS = [{"messages"}, {"prompt", "completion"}]
@@ -47,7 +47,7 @@ class SFTArguments(ScriptArguments, EvalArguments):
 
 
 def make_parser() -> TrlParser:
-    return TrlParser((SFTArguments, SFTConfig, ModelConfig))
+    return TrlParser((SFTArguments, SFTConfig, ModelConfig, OutputArguments))
 
 
 def load_model(model_args: ModelConfig, chat_template_path: str | None = None):
@@ -131,41 +131,49 @@ def print_samples(before: list, after: list, count: int, seed: int) -> list[dict
     return samples
 
 
-def main(argv: Sequence[str] | None = None) -> dict:
-    args, training_args, model_args = parse(make_parser(), argv)
+def train(args: SFTArguments, training_args: SFTConfig, model_args: ModelConfig, out: Path) -> dict:
+    """Fine-tune into `out` (the staged output directory), judging the model before and after."""
     set_seed(training_args.seed)  # LoRA and score-head inits draw from the global RNG
     clock = Stopwatch()
     model, tokenizer = load_model(model_args, training_args.chat_template_path)
-    train, test = build_datasets(args, training_args, tokenizer)
+    train_set, test_set = build_datasets(args, training_args, tokenizer)
     before, judged_before = evaluate_model(model, tokenizer, args, training_args.seed)
-    with staged_training_output(training_args) as out:
-        trainer = SFTTrainer(model=model, args=training_args, train_dataset=train, eval_dataset=test,
-                             processing_class=tokenizer, peft_config=get_peft_config(model_args))
-        result = trainer.train()
-        ranks = rank_summary(trainer.model)
-        trainer.save_model(str(out))
-        trainer.save_state()
-        after, judged_after = {}, []
-        if trainer.accelerator.is_main_process:
-            model = load_trained(AutoModelForCausalLM, out)
-            if model_args.use_peft and args.merge_adapter:
-                model = merge_saved_adapter(model, tokenizer, out)
-            after, judged_after = evaluate_model(model, tokenizer, args, training_args.seed)
-        # TRL logs the token count every logging_steps; a run shorter than that has none
-        tokens = next((e["num_tokens"] for e in reversed(trainer.state.log_history) if "num_tokens" in e), None)
-        metrics = {"train_loss": round(result.training_loss, 4), "train_tokens": tokens,
-                   "tokens_per_second": tokens and round(tokens / result.metrics["train_runtime"])}
-        if test is not None:
-            metrics["eval_loss"] = round(trainer.evaluate()["eval_loss"], 4)
-        metrics.update({"base": before, "sft": after, "ranks": ranks, "wall_time_s": clock.seconds})
-        metrics["samples"] = print_samples(judged_before, judged_after, args.num_samples_to_print, training_args.seed)
-        write_json(out / "metrics.json", metrics)
-        write_model_card(out, "SFT model", "Supervised fine-tuning of the base model on assistant demonstrations "
-                         "(rlhf-recipes stage 2). Prompt it with the tokenizer's chat template.",
-                         {**metrics, **{f"sft_{k}": v for k, v in after.items()}})
-    PartialState().print({"train_loss": metrics["train_loss"], "base_gold": before.get("gold_score"),
-                          "sft_gold": after.get("gold_score"), "base_fact_accuracy": before.get("fact_accuracy"),
-                          "sft_fact_accuracy": after.get("fact_accuracy")})
+    trainer = SFTTrainer(model=model, args=training_args, train_dataset=train_set, eval_dataset=test_set,
+                         processing_class=tokenizer, peft_config=get_peft_config(model_args))
+    result = trainer.train()
+    ranks = rank_summary(trainer.model)
+    trainer.save_model(str(out))
+    trainer.save_state()
+    after, judged_after = {}, []
+    if trainer.accelerator.is_main_process:
+        model = load_trained(AutoModelForCausalLM, out)
+        if model_args.use_peft and args.merge_adapter:
+            model = merge_saved_adapter(model, tokenizer, out)
+        after, judged_after = evaluate_model(model, tokenizer, args, training_args.seed)
+    # TRL logs the token count every logging_steps; a run shorter than that has none
+    tokens = next((e["num_tokens"] for e in reversed(trainer.state.log_history) if "num_tokens" in e), None)
+    metrics = {"train_loss": round(result.training_loss, 4), "train_tokens": tokens,
+               "tokens_per_second": tokens and round(tokens / result.metrics["train_runtime"])}
+    if test_set is not None:
+        metrics["eval_loss"] = round(trainer.evaluate()["eval_loss"], 4)
+    metrics.update({"base": before, "sft": after, "ranks": ranks, "wall_time_s": clock.seconds})
+    metrics["samples"] = print_samples(judged_before, judged_after, args.num_samples_to_print, training_args.seed)
+    write_json(out / "metrics.json", metrics)
+    write_model_card(out, "SFT model", "Supervised fine-tuning of the base model on assistant demonstrations "
+                     "(rlhf-recipes stage 2). Prompt it with the tokenizer's chat template.",
+                     {**metrics, **{f"sft_{k}": v for k, v in after.items()}})
+    return metrics
+
+
+def main(argv: Sequence[str] | None = None) -> dict:
+    args, training_args, model_args, output_args = parse(make_parser(), argv)
+    with staged_training_output(training_args, stage="sft", inputs=input_paths(args, training_args, model_args),
+                                overwrite=output_args.overwrite_output_dir) as out:
+        metrics = train(args, training_args, model_args, out)
+    PartialState().print({"train_loss": metrics["train_loss"], "base_gold": metrics["base"].get("gold_score"),
+                          "sft_gold": metrics["sft"].get("gold_score"),
+                          "base_fact_accuracy": metrics["base"].get("fact_accuracy"),
+                          "sft_fact_accuracy": metrics["sft"].get("fact_accuracy")})
     return metrics
 
 

@@ -17,7 +17,8 @@ from transformers import PreTrainedTokenizerFast
 from trl import TrlParser
 
 from rlhf.chat import CHAT_TEMPLATE, EOS_TOKEN, PAD_TOKEN
-from rlhf.common import Stopwatch, cli, load_splits, parse, staged_output, write_json
+from rlhf.common import Stopwatch, cli, load_splits, parse
+from rlhf.outputs import OutputArguments, input_paths, staged_output, write_json
 
 
 @dataclass
@@ -29,7 +30,7 @@ class TokenizerArguments:
 
 
 def make_parser() -> TrlParser:
-    return TrlParser((TokenizerArguments,))
+    return TrlParser((TokenizerArguments, OutputArguments))
 
 
 def load_texts(args: TokenizerArguments) -> list[str]:
@@ -56,19 +57,20 @@ def train_bpe(texts: list[str], vocab_size: int) -> PreTrainedTokenizerFast:
 
 
 def main(argv: Sequence[str] | None = None) -> dict:
-    (args,) = parse(make_parser(), argv)
+    args, output_args = parse(make_parser(), argv)
     clock = Stopwatch()
-    texts = load_texts(args)
-    tokenizer = train_bpe(texts, args.vocab_size)
-    sample = texts[: min(len(texts), 2000)]
-    chars_per_token = sum(map(len, sample)) / sum(len(tokenizer(t).input_ids) for t in sample)
-    metrics = {
-        "vocab_size": len(tokenizer),
-        "chars_per_token": round(chars_per_token, 2),
-        "corpus_tokens_estimate": round(sum(map(len, texts)) / chars_per_token),
-        "wall_time_s": clock.seconds,
-    }
-    with staged_output(args.output_dir) as out:
+    with staged_output(args.output_dir, stage="tokenizer", inputs=input_paths(args),
+                       overwrite=output_args.overwrite_output_dir) as out:
+        texts = load_texts(args)
+        tokenizer = train_bpe(texts, args.vocab_size)
+        sample = texts[: min(len(texts), 2000)]
+        chars_per_token = sum(map(len, sample)) / sum(len(tokenizer(t).input_ids) for t in sample)
+        metrics = {
+            "vocab_size": len(tokenizer),
+            "chars_per_token": round(chars_per_token, 2),
+            "corpus_tokens_estimate": round(sum(map(len, texts)) / chars_per_token),
+            "wall_time_s": clock.seconds,
+        }
         tokenizer.save_pretrained(out)
         write_json(Path(out) / "metrics.json", metrics)
     print(f"tokenizer: {metrics} -> {args.output_dir}")

@@ -44,7 +44,7 @@ def test_qlora_sft_trains_an_adapter_on_a_4bit_base(world_dir, pretrained, tmp_p
     args = sft_args(world_dir, pretrained[0], out, "--use_peft", "--load_in_4bit", "--bnb_4bit_quant_type", "nf4",
                     "--lora_r", "8", "--lora_alpha", "16", "--lora_target_modules", "all-linear",
                     "--max_steps", "10", "--eval_prompts", "")
-    _, _, model_args = sft.make_parser().parse_args_and_config(args)
+    _, _, model_args, _ = sft.make_parser().parse_args_and_config(args)
     model, _ = sft.load_model(model_args)
     assert isinstance(model.transformer.h[0].mlp.c_fc, Linear4bit)
     assert model.transformer.h[0].mlp.c_fc.weight.dtype == torch.uint8  # nf4 codes, two per byte

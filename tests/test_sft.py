@@ -26,7 +26,7 @@ def test_loss_falls_and_the_model_learns_to_stop(sft_model, world_dir):
 
 
 def test_replay_mixes_pretraining_text_into_training(world_dir, pretrained, tmp_path):
-    args, training_args, model_args = sft.make_parser().parse_args_and_config(
+    args, training_args, model_args, _ = sft.make_parser().parse_args_and_config(
         sft_args(world_dir, pretrained[0], tmp_path / "x", "--replay_fraction", "0.5"))
     model, tokenizer = sft.load_model(model_args)
     train, _ = sft.build_datasets(args, training_args, tokenizer)

@@ -1,10 +1,8 @@
-"""What every stage script shares: strict config parsing, clear errors, finished-or-absent outputs."""
+"""What every stage script shares: strict config parsing, clear errors, launch and loading helpers."""
 
 from __future__ import annotations
 
-import json
 import os
-import shutil
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -152,39 +150,6 @@ def first_line(error: BaseException) -> str:
 
 
 @contextmanager
-def staged_output(final_dir: str | Path) -> Iterator[Path]:
-    """Build a stage's output in `<dir>.partial` and move it into place only when the stage succeeds.
-
-    A failed run leaves `<dir>.partial` to inspect, never a directory that looks finished.
-    """
-    final_dir = Path(final_dir)
-    partial = final_dir.with_name(final_dir.name + ".partial")
-    state = PartialState()
-    if state.is_main_process:
-        shutil.rmtree(partial, ignore_errors=True)
-        partial.mkdir(parents=True)
-    state.wait_for_everyone()
-    yield partial
-    state.wait_for_everyone()
-    if state.is_main_process:
-        shutil.rmtree(final_dir, ignore_errors=True)
-        partial.rename(final_dir)
-    state.wait_for_everyone()
-
-
-@contextmanager
-def staged_training_output(training_args) -> Iterator[Path]:
-    """`staged_output` for a Trainer: its checkpoints and final save go to the partial directory."""
-    final_dir = training_args.output_dir
-    with staged_output(final_dir) as out:
-        training_args.output_dir = str(out)
-        try:
-            yield out
-        finally:
-            training_args.output_dir = final_dir
-
-
-@contextmanager
 def on_this_process_only() -> Iterator[None]:
     """Let from_pretrained/save_pretrained run on one process while a DeepSpeed ZeRO-3 run is live.
 
@@ -245,11 +210,6 @@ def rank_summary(model) -> dict:
     return {"processes": PartialState().num_processes, "weights_checksum_by_rank": gather_object([weights_checksum(model)])}
 
 
-def write_json(path: Path, data: dict) -> None:
-    if PartialState().is_main_process:
-        path.write_text(json.dumps(data, indent=2) + "\n")
-
-
 class Stopwatch:
     def __init__(self) -> None:
         self.start = time.perf_counter()
@@ -257,16 +217,3 @@ class Stopwatch:
     @property
     def seconds(self) -> float:
         return round(time.perf_counter() - self.start, 1)
-
-
-def write_model_card(out: Path, title: str, summary: str, metrics: dict) -> None:
-    """A short README.md next to the weights, so the directory explains itself on its own."""
-    if not PartialState().is_main_process:
-        return
-    rows = "\n".join(f"| {k} | {v} |" for k, v in metrics.items() if not isinstance(v, (dict, list)))
-    out.joinpath("README.md").write_text(
-        f"---\nlibrary_name: transformers\ntags: [rlhf-recipes]\n---\n\n# {title}\n\n{summary}\n\n"
-        f"Made by rlhf-recipes. Load it with "
-        f"`AutoModelForCausalLM.from_pretrained` or `pipeline(\"text-generation\")`.\n\n"
-        f"| metric | value |\n|---|---|\n{rows}\n"
-    )

@@ -1,0 +1,186 @@
+"""Where a stage writes: finished-or-absent output directories that never replace what the project did not write.
+
+A stage builds its output in `<output_dir>.partial` and renames it into place only when it succeeds. Every
+directory it writes carries a small manifest (`rlhf_recipes.json`); a later run replaces a directory only if
+it holds that manifest, or if the user passes `--overwrite_output_dir true`. Folders no run should ever
+replace (`/`, the home directory, the working directory, a git checkout, this repo's own folders, an input
+of the same stage) are refused outright, and a lock on the partial directory keeps two runs of the same
+output apart.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import fcntl
+import json
+import os
+import shutil
+import sys
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+from accelerate import PartialState
+
+from .common import RecipeError
+
+MANIFEST = "rlhf_recipes.json"
+REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_FOLDERS = ("data", "outputs", "recipes", "tests", "accelerate_configs", ".git", ".venv")
+NOT_INPUTS = {"output_dir", "logging_dir", "run_name", "hub_model_id"}
+
+
+@dataclass
+class OutputArguments:
+    overwrite_output_dir: bool = field(
+        default=False,
+        metadata={"help": "Replace an output_dir that rlhf-recipes did not write (one a stage wrote is always "
+                          "replaced). Never needed for the make targets' own outputs."},
+    )
+
+
+def input_paths(*configs) -> dict[str, Path]:
+    """Every field of the parsed configs that names an existing local file or folder: what a stage reads."""
+    found = {}
+    for config in configs:
+        for f in dataclasses.fields(config):
+            value = getattr(config, f.name)
+            if f.name not in NOT_INPUTS and isinstance(value, str) and value and Path(value).exists():
+                found[f.name] = Path(value).resolve()
+    return found
+
+
+def is_ours(path: Path) -> bool:
+    return (path / MANIFEST).is_file()
+
+
+def _protected(out: Path) -> str | None:
+    """Why `out` (resolved) must never be a stage's output directory, or None."""
+    here, home = Path.cwd().resolve(), Path.home().resolve()
+    if out == Path(out.anchor):
+        return "the filesystem root"
+    if out == home or out in home.parents:
+        return "your home directory" if out == home else "a folder holding your home directory"
+    if out == here or out in here.parents:
+        return "the current directory" if out == here else "a folder holding the current directory"
+    if out == REPO_ROOT or out in REPO_ROOT.parents:
+        return "the rlhf-recipes checkout" if out == REPO_ROOT else "a folder holding the rlhf-recipes checkout"
+    if out.parent == REPO_ROOT and out.name in REPO_FOLDERS:
+        return f"the repo's own {out.name}/ folder"
+    if (out / ".git").exists():
+        return "a git repository"
+    return None
+
+
+def check_output_dir(output_dir: str | Path, inputs: dict[str, Path], overwrite: bool) -> Path:
+    """Refuse, in one line and before any work, an output_dir whose replacement would destroy something."""
+    if not str(output_dir).strip():
+        raise RecipeError("output_dir is empty; name a folder of its own, e.g. outputs/<model>/<stage>")
+    out = Path(output_dir).expanduser().resolve()
+    if reason := _protected(out):
+        raise RecipeError(f"refusing output_dir {output_dir}: it is {reason}; name a folder of its own, "
+                          "e.g. outputs/<model>/<stage>")
+    for name, path in inputs.items():
+        if out == path or out in path.parents:
+            raise RecipeError(f"refusing output_dir {output_dir}: it holds this stage's input {name} ({path}); "
+                              "write the output somewhere else")
+    for path in (out, out.with_name(out.name + ".partial")):
+        if path.exists() and not path.is_dir():
+            raise RecipeError(f"output_dir {path} is a file; name a folder")
+        if path.is_dir() and any(path.iterdir()) and not is_ours(path) and not overwrite:
+            raise RecipeError(f"output_dir {path} holds files rlhf-recipes did not write; choose another folder, or "
+                              "pass --overwrite_output_dir true to replace it")
+    return out
+
+
+def _lock(directory: Path) -> int:
+    """An exclusive lock held until the process ends (a crash or kill -9 releases it too)."""
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise RecipeError(f"another run is writing {directory} right now; wait for it to finish or stop it") from None
+    return fd
+
+
+def _write_manifest(directory: Path, stage: str, **extra) -> None:
+    manifest = {"written_by": "rlhf-recipes", "stage": stage, "command": sys.argv, **extra}
+    (directory / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+@contextmanager
+def staged_output(final_dir: str | Path, *, stage: str, inputs: dict[str, Path] | None = None,
+                  overwrite: bool = False) -> Iterator[Path]:
+    """Build a stage's output in `<dir>.partial` and move it into place only when the stage succeeds.
+
+    A run that fails before writing anything leaves nothing; one that fails later leaves `<dir>.partial`
+    to inspect, never a directory that looks finished. What is refused, and why, is in the module docstring.
+    """
+    final_dir = Path(final_dir)
+    check_output_dir(final_dir, inputs or {}, overwrite)
+    partial = final_dir.with_name(final_dir.name + ".partial")
+    state = PartialState()
+    lock = None
+    if state.is_main_process:
+        partial.mkdir(parents=True, exist_ok=True)
+        lock = _lock(partial)
+        for child in partial.iterdir():  # the failed run's leftovers, written by a stage (checked above)
+            shutil.rmtree(child) if child.is_dir() and not child.is_symlink() else child.unlink()
+        _write_manifest(partial, stage, started=_now())
+    state.wait_for_everyone()
+    try:
+        yield partial
+        state.wait_for_everyone()
+        if state.is_main_process:
+            check_output_dir(final_dir, inputs or {}, overwrite)  # something may have appeared meanwhile
+            manifest = json.loads((partial / MANIFEST).read_text())
+            _write_manifest(partial, stage, started=manifest["started"], finished=_now())
+            if final_dir.exists():
+                shutil.rmtree(final_dir)
+            partial.rename(final_dir)
+        state.wait_for_everyone()
+    except BaseException:
+        if lock is not None and [p.name for p in partial.iterdir()] == [MANIFEST]:
+            shutil.rmtree(partial)  # failed before writing anything (bad input): leave no trace
+        raise
+    finally:
+        if lock is not None:
+            os.close(lock)
+
+
+@contextmanager
+def staged_training_output(training_args, *, stage: str, inputs: dict[str, Path] | None = None,
+                           overwrite: bool = False) -> Iterator[Path]:
+    """`staged_output` for a Trainer: its checkpoints and final save go to the partial directory."""
+    final_dir = training_args.output_dir
+    with staged_output(final_dir, stage=stage, inputs=inputs, overwrite=overwrite) as out:
+        training_args.output_dir = str(out)
+        try:
+            yield out
+        finally:
+            training_args.output_dir = final_dir
+
+
+def write_json(path: Path, data: dict) -> None:
+    if PartialState().is_main_process:
+        path.write_text(json.dumps(data, indent=2) + "\n")
+
+
+def write_model_card(out: Path, title: str, summary: str, metrics: dict) -> None:
+    """A short README.md next to the weights, so the directory explains itself on its own."""
+    if not PartialState().is_main_process:
+        return
+    rows = "\n".join(f"| {k} | {v} |" for k, v in metrics.items() if not isinstance(v, (dict, list)))
+    out.joinpath("README.md").write_text(
+        f"---\nlibrary_name: transformers\ntags: [rlhf-recipes]\n---\n\n# {title}\n\n{summary}\n\n"
+        f"Made by rlhf-recipes. Load it with "
+        f"`AutoModelForCausalLM.from_pretrained` or `pipeline(\"text-generation\")`.\n\n"
+        f"| metric | value |\n|---|---|\n{rows}\n"
+    )
