@@ -18,7 +18,7 @@ BIN := $(VENV)/bin
 RECIPE := recipes/$(MODEL)
 LAUNCH := $(BIN)/accelerate launch --quiet --config_file accelerate_configs/$(HW).yaml $(if $(PROCS),--num_processes $(PROCS))
 
-.PHONY: help install data tokenizer pretrain sft compare reward ppo report all test clean
+.PHONY: help install data tokenizer pretrain sft compare reward ppo report all test test-fast lint format clean
 
 help: ## List the targets
 	@echo "Usage: make <target> [MODEL=$(MODEL)] [HW=$(HW)] [PROCS=N] [ARGS='--key value ...']"
@@ -26,12 +26,13 @@ help: ## List the targets
 	@echo "  HW:    $$(ls accelerate_configs/*.yaml | xargs -n1 basename | sed 's/.yaml//' | tr '\n' ' ')"
 	@grep -hE '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
 
-install: $(VENV)/.installed ## Create .venv and install the pinned requirements
+install: $(VENV)/.installed ## Create .venv: the pinned requirements, then the rlhf_recipes core (editable)
 
-$(VENV)/.installed: requirements.txt
+$(VENV)/.installed: requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install -r requirements.txt
+	$(BIN)/pip install --quiet --no-deps --no-build-isolation -e .
 	touch $@
 
 data: install ## Stage 0: generate the embedded world's datasets into data/
@@ -60,8 +61,19 @@ report: install ## The stage-by-stage report -> outputs/MODEL/report/report.md
 
 all: data tokenizer pretrain sft compare reward ppo report ## Every stage and the report, on the embedded default
 
-test: install ## Run the test suite (tiny real runs, offline)
+test: install ## Run the whole test suite (tiny real runs, offline)
 	$(BIN)/python -m pytest
+
+test-fast: install ## The inner loop, under a minute: config, world, labeler, outputs and CLI-error tests
+	$(BIN)/python -m pytest -m "not slow"
+
+lint: install ## ruff check + ruff format --check (settings in pyproject.toml)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: install ## Fix what ruff can: imports, formatting
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
 
 clean: ## Remove generated data and outputs (keeps .venv)
 	rm -rf data outputs

@@ -25,13 +25,15 @@ from accelerate.utils import gather_object
 from transformers import AutoModelForCausalLM, AutoTokenizer
 from trl import TrlParser
 
-from rlhf.chat import last_user_message, prepare_tokenizer
-from rlhf.common import RecipeError, Stopwatch, cli, load_pretrained, load_splits, parse
-from rlhf.datagen import write_jsonl
-from rlhf.generation import Completion, complete
-from rlhf.labeler import GoldLabeler, noisy_choice
-from rlhf.outputs import OutputArguments, input_paths, staged_output, write_json
-from rlhf.world import World, is_harmful_request
+from rlhf_recipes.evaluation.generation import Completion, complete
+from rlhf_recipes.training.chat import last_user_message, prepare_tokenizer
+from rlhf_recipes.training.config import RecipeError, cli, parse
+from rlhf_recipes.training.launch import apply_launch
+from rlhf_recipes.training.loading import load_pretrained, load_splits
+from rlhf_recipes.training.outputs import OutputArguments, Stopwatch, input_paths, staged_output, write_json
+from rlhf_recipes.world.datagen import write_jsonl
+from rlhf_recipes.world.labeler import GoldLabeler, noisy_choice
+from rlhf_recipes.world.world import World, is_harmful_request
 
 
 @dataclass
@@ -46,7 +48,8 @@ class CompareArguments:
     label_noise: float = field(default=0.15, metadata={"help": "Chance the labeler prefers the worse answer."})
     test_fraction: float = field(default=0.1, metadata={"help": "Share of prompts whose pairs form the test split."})
     offline_pairs: str | None = field(
-        default="data/world/preferences", metadata={"help": "Offline `chosen`/`rejected` pairs to mix in; empty: none."}
+        default="data/world/preferences",
+        metadata={"help": "Offline `chosen`/`rejected` pairs to mix in; empty: none."},
     )
     num_offline_pairs: int = field(default=1000, metadata={"help": "How many offline pairs join the train split."})
     seed: int = field(default=0, metadata={"help": "Seed of sampling, labelling noise and the split."})
@@ -67,8 +70,10 @@ def sample_answers(model, tokenizer, prompts: list[list[dict]], args: CompareArg
         texts = [tokenizer.apply_chat_template(prompts[i], tokenize=False, add_generation_prompt=True) for i in mine]
         repeated = [t for t in texts for _ in range(args.num_samples_per_prompt)]
         done = complete(model, tokenizer, repeated, args.max_new_tokens, do_sample=True, temperature=args.temperature)
-        local = [(i, done[j * args.num_samples_per_prompt:(j + 1) * args.num_samples_per_prompt])
-                 for j, i in enumerate(mine)]
+        local = [
+            (i, done[j * args.num_samples_per_prompt : (j + 1) * args.num_samples_per_prompt])
+            for j, i in enumerate(mine)
+        ]
     return [answers for _, answers in sorted(gather_object(local), key=lambda x: x[0])]
 
 
@@ -84,8 +89,9 @@ def difference(labeler: GoldLabeler, prompt: str, a: tuple[Completion, dict], b:
     return "style"
 
 
-def ranked_pairs(labeler: GoldLabeler, prompt: list[dict], answers: list[Completion], rng: random.Random,
-                 noise: float) -> list[dict]:
+def ranked_pairs(
+    labeler: GoldLabeler, prompt: list[dict], answers: list[Completion], rng: random.Random, noise: float
+) -> list[dict]:
     text = last_user_message(prompt)
     scored = [(c, labeler.score(text, c.text, c.ended).as_dict()) for c in answers]
     rows = []
@@ -94,10 +100,16 @@ def ranked_pairs(labeler: GoldLabeler, prompt: list[dict], answers: list[Complet
         if choice is None:
             continue
         chosen, rejected = (a, b) if choice == 0 else (b, a)
-        rows.append({"prompt": prompt, "chosen": [{"role": "assistant", "content": chosen[0].text}],
-                     "rejected": [{"role": "assistant", "content": rejected[0].text}],
-                     "difference": difference(labeler, text, a, b),
-                     "label_agrees_with_gold": chosen[1]["total"] > rejected[1]["total"], "source": "sft_samples"})
+        rows.append(
+            {
+                "prompt": prompt,
+                "chosen": [{"role": "assistant", "content": chosen[0].text}],
+                "rejected": [{"role": "assistant", "content": rejected[0].text}],
+                "difference": difference(labeler, text, a, b),
+                "label_agrees_with_gold": chosen[1]["total"] > rejected[1]["total"],
+                "source": "sft_samples",
+            }
+        )
     return rows
 
 
@@ -116,15 +128,19 @@ def sample_stats(labeler: GoldLabeler, prompts: list[list[dict]], answers: list[
             else:
                 flaws["wrong value"] += gold.helpful == 1 and gold.honest == 0
                 flaws["refused benign"] += gold.harmless == 0
-    return {"samples": count, "sample_gold_mean": round(sum(golds) / count, 3),
-            "sample_flaw_share": {k: round(v / count, 3) for k, v in sorted(flaws.items())}}
+    return {
+        "samples": count,
+        "sample_gold_mean": round(sum(golds) / count, 3),
+        "sample_flaw_share": {k: round(v / count, 3) for k, v in sorted(flaws.items())},
+    }
 
 
 def offline_rows(args: CompareArguments) -> list[dict]:
     if not args.offline_pairs or args.num_offline_pairs <= 0:
         return []
-    pairs = load_splits(args.offline_pairs, ["train"], [{"prompt", "chosen", "rejected"}],
-                        "run `make data` first or set offline_pairs")["train"]
+    pairs = load_splits(
+        args.offline_pairs, ["train"], [{"prompt", "chosen", "rejected"}], "run `make data` first or set offline_pairs"
+    )["train"]
     picked = pairs.shuffle(seed=args.seed).select(range(min(len(pairs), args.num_offline_pairs)))
     return [{**row, "source": "offline"} for row in picked.to_list()]
 
@@ -147,9 +163,12 @@ def collect(args: CompareArguments) -> tuple[dict[str, list], dict]:
     """The SFT model's answers to every prompt, ranked into train/test pairs, and what they show."""
     clock = Stopwatch()
     model = load_pretrained(AutoModelForCausalLM, args.model_name_or_path, "run `make sft` first")
-    tokenizer = prepare_tokenizer(load_pretrained(AutoTokenizer, args.model_name_or_path, "run `make sft` first"), model)
-    prompts = load_splits(args.dataset_name, [args.dataset_train_split], [{"prompt"}],
-                          "run `make data` first or set dataset_name")[args.dataset_train_split]["prompt"]
+    tokenizer = prepare_tokenizer(
+        load_pretrained(AutoTokenizer, args.model_name_or_path, "run `make sft` first"), model
+    )
+    prompts = load_splits(
+        args.dataset_name, [args.dataset_train_split], [{"prompt"}], "run `make data` first or set dataset_name"
+    )[args.dataset_train_split]["prompt"]
     labeler = GoldLabeler(World.load(args.world_file))
     answers = sample_answers(model, tokenizer, prompts, args)  # every rank gets all answers
     splits = split_pairs(args, labeler, prompts, answers)
@@ -170,11 +189,13 @@ def collect(args: CompareArguments) -> tuple[dict[str, list], dict]:
 
 
 def main(argv: Sequence[str] | None = None) -> dict:
-    args, output_args = parse(make_parser(), argv)
+    parser = make_parser()
+    args, output_args = parse(parser, apply_launch(parser, argv))  # the accelerate config picks the hardware
     if args.num_samples_per_prompt < 2:
         raise RecipeError(f"num_samples_per_prompt is {args.num_samples_per_prompt}; comparisons need at least 2")
-    with staged_output(args.output_dir, stage="compare", inputs=input_paths(args),
-                       overwrite=output_args.overwrite_output_dir) as out:
+    with staged_output(
+        args.output_dir, stage="compare", inputs=input_paths(args), overwrite=output_args.overwrite_output_dir
+    ) as out:
         splits, metrics = collect(args)
         if PartialState().is_main_process:
             for name, rows in splits.items():
@@ -182,7 +203,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
             (Path(out) / "README.md").write_text(
                 "# Comparisons of SFT answers\n\nPairs of the SFT model's own sampled answers, ranked by the "
                 "rlhf-recipes gold labeler with label noise, plus offline pairs (`source`). `load_dataset` this "
-                "folder for `prompt`/`chosen`/`rejected` in TRL's conversational preference format.\n")
+                "folder for `prompt`/`chosen`/`rejected` in TRL's conversational preference format.\n"
+            )
         write_json(Path(out) / "metrics.json", metrics)
     PartialState().print(metrics)
     return metrics

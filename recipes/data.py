@@ -1,6 +1,6 @@
 """Stage 0: generate the embedded world and every dataset the pipeline trains on (`make data`).
 
-    python recipes/data.py --config recipes/tiny/data.yaml
+python recipes/data.py --config recipes/tiny/data.yaml
 """
 
 from __future__ import annotations
@@ -10,9 +10,9 @@ from pathlib import Path
 
 from trl import TrlParser
 
-from rlhf.common import RecipeError, Stopwatch, cli, parse
-from rlhf.datagen import WorldConfig, write
-from rlhf.outputs import OutputArguments, staged_output, write_json
+from rlhf_recipes.training.config import RecipeError, cli, parse
+from rlhf_recipes.training.outputs import OutputArguments, Stopwatch, staged_output, write_json
+from rlhf_recipes.world.datagen import WorldConfig, write
 
 
 def make_parser() -> TrlParser:

@@ -22,18 +22,35 @@ from transformers import AutoModelForCausalLM, AutoModelForSequenceClassificatio
 from trl import ModelConfig, ScriptArguments, TrlParser, get_peft_config
 from trl.experimental.ppo import PPOConfig, PPOTrainer
 
-from rlhf.chat import prepare_tokenizer
-from rlhf.common import (RecipeError, Stopwatch, cli, load_pretrained, load_splits, load_trained,
-                         on_this_process_only, parse, rank_summary)
-from rlhf.outputs import OutputArguments, input_paths, staged_training_output, write_json, write_model_card
-from rlhf.generation import context_length
-from rlhf.evaluation import EvalArguments, answer_prompts, judge, summarize
-from rlhf.labeler import GoldLabeler
-from rlhf.world import World
+from rlhf_recipes.compat import save_ppo_policy
+from rlhf_recipes.evaluation.generation import context_length
+from rlhf_recipes.evaluation.judging import EvalArguments, answer_prompts, judge, summarize
+from rlhf_recipes.training.chat import prepare_tokenizer
+from rlhf_recipes.training.config import RecipeError, cli, parse
+from rlhf_recipes.training.launch import apply_launch, rank_summary
+from rlhf_recipes.training.loading import load_pretrained, load_splits, load_trained
+from rlhf_recipes.training.outputs import (
+    OutputArguments,
+    Stopwatch,
+    input_paths,
+    staged_training_output,
+    write_json,
+    write_model_card,
+)
+from rlhf_recipes.world.labeler import GoldLabeler
+from rlhf_recipes.world.world import World
 
-WATCHED = {"objective/rlhf_reward": "rlhf_reward", "objective/scores": "score", "objective/kl": "kl",
-           "objective/entropy": "entropy", "policy/clipfrac_avg": "clip_fraction", "loss/value_avg": "value_loss",
-           "val/ratio": "ratio", "val/num_eos_tokens": "eos_tokens", "eps": "episodes_per_second"}
+WATCHED = {
+    "objective/rlhf_reward": "rlhf_reward",
+    "objective/scores": "score",
+    "objective/kl": "kl",
+    "objective/entropy": "entropy",
+    "policy/clipfrac_avg": "clip_fraction",
+    "loss/value_avg": "value_loss",
+    "val/ratio": "ratio",
+    "val/num_eos_tokens": "eos_tokens",
+    "eps": "episodes_per_second",
+}
 
 
 @dataclass
@@ -58,13 +75,26 @@ def load_models(training_args: PPOConfig, model_args: ModelConfig):
     prepare_tokenizer(tokenizer, policy)
     reward_tokenizer = load_pretrained(AutoTokenizer, training_args.reward_model_path, rm_fix)
     if reward_tokenizer.get_vocab() != tokenizer.get_vocab():
-        raise RecipeError(f"reward model {training_args.reward_model_path} uses a different tokenizer than the policy "
-                          f"{training_args.sft_model_path}; train the reward model from the SFT model (make reward)")
-    reward, value = (load_pretrained(AutoModelForSequenceClassification, training_args.reward_model_path, rm_fix,
-                                     num_labels=1, dtype=model_args.dtype) for _ in range(2))
+        raise RecipeError(
+            f"reward model {training_args.reward_model_path} uses a different tokenizer than the policy "
+            f"{training_args.sft_model_path}; train the reward model from the SFT model (make reward)"
+        )
+    reward, value = (
+        load_pretrained(
+            AutoModelForSequenceClassification,
+            training_args.reward_model_path,
+            rm_fix,
+            num_labels=1,
+            dtype=model_args.dtype,
+        )
+        for _ in range(2)
+    )
     # with LoRA the reference is the policy with its adapter switched off
-    ref = None if model_args.use_peft else load_pretrained(AutoModelForCausalLM, training_args.sft_model_path, sft_fix,
-                                                           dtype=model_args.dtype)
+    ref = (
+        None
+        if model_args.use_peft
+        else load_pretrained(AutoModelForCausalLM, training_args.sft_model_path, sft_fix, dtype=model_args.dtype)
+    )
     for model in (ref, reward, value):
         if model is not None:
             model.config.pad_token_id = tokenizer.pad_token_id
@@ -73,18 +103,28 @@ def load_models(training_args: PPOConfig, model_args: ModelConfig):
 
 def tokenized_prompts(args: PPOArguments, training_args: PPOConfig, tokenizer, policy) -> tuple:
     """Prompts as `input_ids` only (what PPOTrainer takes), checked against the model's context."""
-    splits = load_splits(args.dataset_name, [args.dataset_train_split], [{"prompt"}],
-                         "run `make data` first or set dataset_name", args.dataset_config)
+    splits = load_splits(
+        args.dataset_name,
+        [args.dataset_train_split],
+        [{"prompt"}],
+        "run `make data` first or set dataset_name",
+        args.dataset_config,
+    )
     train = splits[args.dataset_train_split]
     context = context_length(policy)
     if args.max_prompt_length + training_args.response_length > context:
-        raise RecipeError(f"max_prompt_length {args.max_prompt_length} + response_length "
-                          f"{training_args.response_length} exceeds the model's context of {context} tokens")
+        raise RecipeError(
+            f"max_prompt_length {args.max_prompt_length} + response_length "
+            f"{training_args.response_length} exceeds the model's context of {context} tokens"
+        )
 
     def tokenize(row):
         prompt = row["prompt"]
-        text = (tokenizer.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True)
-                if isinstance(prompt, list) else prompt)
+        text = (
+            tokenizer.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True)
+            if isinstance(prompt, list)
+            else prompt
+        )
         return {"input_ids": tokenizer(text, add_special_tokens=False).input_ids}
 
     with PartialState().local_main_process_first():
@@ -93,13 +133,17 @@ def tokenized_prompts(args: PPOArguments, training_args: PPOConfig, tokenizer, p
         kept = train.filter(lambda row: len(row["input_ids"]) <= args.max_prompt_length)
         print(f"kept {len(kept)} of {len(train)} prompts of at most {args.max_prompt_length} tokens")
         if len(kept) == 0:
-            raise RecipeError(f"every prompt in {args.dataset_name} is longer than max_prompt_length "
-                              f"{args.max_prompt_length}; raise it")
+            raise RecipeError(
+                f"every prompt in {args.dataset_name} is longer than max_prompt_length "
+                f"{args.max_prompt_length}; raise it"
+            )
         train = kept
     longest = max(map(len, train["input_ids"]))
     if longest > args.max_prompt_length:
-        raise RecipeError(f"a prompt in {args.dataset_name} is {longest} tokens, longer than max_prompt_length "
-                          f"{args.max_prompt_length}; raise it (within the context) or shorten the prompts")
+        raise RecipeError(
+            f"a prompt in {args.dataset_name} is {longest} tokens, longer than max_prompt_length "
+            f"{args.max_prompt_length}; raise it (within the context) or shorten the prompts"
+        )
     held = min(args.num_eval_prompts, len(train) // 2)
     return train.select(range(held, len(train))), train.select(range(held))
 
@@ -109,25 +153,11 @@ def summarize_log(log_history: list[dict]) -> dict:
     steps = [e for e in log_history if "objective/kl" in e]
     if not steps:
         return {}
-    return {name: {"first": round(steps[0][key], 4), "last": round(steps[-1][key], 4)}
-            for key, name in WATCHED.items() if key in steps[-1]}
-
-
-def save_policy(trainer: PPOTrainer, tokenizer, out) -> None:
-    """Save the policy alone as a plain Hugging Face model (or LoRA adapter), under any engine.
-
-    TRL 1.12's `save_model` breaks with several processes: under DDP it cannot find the policy inside
-    the wrapper, under ZeRO-3 it hands transformers the bare policy where a DeepSpeed engine is expected.
-    accelerate's `get_state_dict` gathers the full weights everywhere; every rank must take part.
-    """
-    state = trainer.accelerator.get_state_dict(trainer.model)
-    if trainer.accelerator.is_main_process:
-        policy = trainer.accelerator.unwrap_model(trainer.model).policy
-        with on_this_process_only():
-            policy.save_pretrained(out, state_dict={k.removeprefix("policy."): v for k, v in state.items()
-                                                    if k.startswith("policy.")})
-        tokenizer.save_pretrained(out)
-    trainer.accelerator.wait_for_everyone()
+    return {
+        name: {"first": round(steps[0][key], 4), "last": round(steps[-1][key], 4)}
+        for key, name in WATCHED.items()
+        if key in steps[-1]
+    }
 
 
 def train(args: PPOArguments, training_args: PPOConfig, model_args: ModelConfig, out) -> dict:
@@ -137,36 +167,64 @@ def train(args: PPOArguments, training_args: PPOConfig, model_args: ModelConfig,
     tokenizer, policy, ref, reward, value = load_models(training_args, model_args)
     train_set, held = tokenized_prompts(args, training_args, tokenizer, policy)
     try:
-        trainer = PPOTrainer(args=training_args, processing_class=tokenizer, model=policy, ref_model=ref,
-                             reward_model=reward, value_model=value, train_dataset=train_set, eval_dataset=held,
-                             peft_config=get_peft_config(model_args))
+        trainer = PPOTrainer(
+            args=training_args,
+            processing_class=tokenizer,
+            model=policy,
+            ref_model=ref,
+            reward_model=reward,
+            value_model=value,
+            train_dataset=train_set,
+            eval_dataset=held,
+            peft_config=get_peft_config(model_args),
+        )
     except (ValueError, AssertionError) as e:  # batch sizes that do not divide, and the like
         raise RecipeError(f"PPO settings rejected: {e}") from e
     trainer.train()
-    metrics = {"episodes": trainer.state.episode, "updates": trainer.state.global_step,
-               **summarize_log(trainer.state.log_history),
-               "ranks": rank_summary(trainer.accelerator.unwrap_model(trainer.model).policy)}
-    save_policy(trainer, tokenizer, out)
+    metrics = {
+        "episodes": trainer.state.episode,
+        "updates": trainer.state.global_step,
+        **summarize_log(trainer.state.log_history),
+        "ranks": rank_summary(trainer.accelerator.unwrap_model(trainer.model).policy),
+    }
+    save_ppo_policy(trainer, tokenizer, out)
     if args.eval_prompts and args.world_file and PartialState().is_main_process:
         rows = load_splits(args.eval_prompts, ["test"], [{"prompt"}], "set eval_prompts")["test"].to_list()
         policy = load_trained(AutoModelForCausalLM, out)
-        judged = judge(GoldLabeler(World.load(args.world_file)), rows,
-                       answer_prompts(policy, tokenizer, rows, args, training_args.seed))
+        judged = judge(
+            GoldLabeler(World.load(args.world_file)),
+            rows,
+            answer_prompts(policy, tokenizer, rows, args, training_args.seed),
+        )
         metrics["ppo"] = summarize(judged)
     metrics["wall_time_s"] = clock.seconds
     write_json(out / "metrics.json", {**metrics, "log_history": trainer.state.log_history})
-    write_model_card(out, "PPO policy", "The SFT model trained with PPO against the reward model, with a KL "
-                     "penalty to the SFT model (rlhf-recipes stage 4). Prompt it with the chat template.", metrics)
+    write_model_card(
+        out,
+        "PPO policy",
+        "The SFT model trained with PPO against the reward model, with a KL "
+        "penalty to the SFT model (rlhf-recipes stage 4). Prompt it with the chat template.",
+        metrics,
+    )
     return metrics
 
 
 def main(argv: Sequence[str] | None = None) -> dict:
-    args, training_args, model_args, output_args = parse(make_parser(), argv)
+    parser = make_parser()
+    args, training_args, model_args, output_args = parse(
+        parser, apply_launch(parser, argv)
+    )  # the accelerate config picks the hardware
     if model_args.use_peft and PartialState().num_processes > 1:  # TRL 1.12 cannot find the adapter inside DDP
-        raise RecipeError("PPO with use_peft runs on one process only (TRL 1.12); launch it with "
-                          "accelerate_configs/cpu.yaml or single_gpu.yaml, or drop use_peft to use several processes")
-    with staged_training_output(training_args, stage="ppo", inputs=input_paths(args, training_args, model_args),
-                                overwrite=output_args.overwrite_output_dir) as out:
+        raise RecipeError(
+            "PPO with use_peft runs on one process only (TRL 1.12); launch it with "
+            "accelerate_configs/cpu.yaml or single_gpu.yaml, or drop use_peft to use several processes"
+        )
+    with staged_training_output(
+        training_args,
+        stage="ppo",
+        inputs=input_paths(args, training_args, model_args),
+        overwrite=output_args.overwrite_output_dir,
+    ) as out:
         metrics = train(args, training_args, model_args, out)
     PartialState().print(metrics)
     return metrics

@@ -28,19 +28,19 @@ from transformers import (
 )
 from trl import TrlParser
 
-from rlhf.common import (
-    RecipeError,
+from rlhf_recipes.training.config import RecipeError, cli, parse
+from rlhf_recipes.training.launch import apply_launch, rank_summary
+from rlhf_recipes.training.loading import load_pretrained, load_splits, load_trained
+from rlhf_recipes.training.outputs import (
+    OutputArguments,
     Stopwatch,
-    cli,
-    load_pretrained,
-    load_splits,
-    load_trained,
-    parse,
-    rank_summary,
+    input_paths,
+    staged_training_output,
+    write_json,
+    write_model_card,
 )
-from rlhf.generation import complete
-from rlhf.outputs import OutputArguments, input_paths, staged_training_output, write_json, write_model_card
-from rlhf.world import ATTRIBUTES, World
+from rlhf_recipes.world.probes import fact_recall, question_continuations
+from rlhf_recipes.world.world import World
 
 
 @dataclass
@@ -50,7 +50,8 @@ class PretrainArguments:
     dataset_test_split: str = field(default="test", metadata={"help": "Held-out split for perplexity."})
     tokenizer_name_or_path: str = field(default="outputs/tiny/tokenizer", metadata={"help": "Tokenizer to use."})
     model_name_or_path: str | None = field(
-        default=None, metadata={"help": "Continue pretraining this causal LM; if unset, build one from the shape below."}
+        default=None,
+        metadata={"help": "Continue pretraining this causal LM; if unset, build one from the shape below."},
     )
     n_layer: int = field(default=4, metadata={"help": "Transformer blocks (from-scratch model only)."})
     n_embd: int = field(default=128, metadata={"help": "Width (from-scratch model only)."})
@@ -72,13 +73,22 @@ def build_model(args: PretrainArguments, tokenizer):
     if args.model_name_or_path:
         model = load_pretrained(AutoModelForCausalLM, args.model_name_or_path)
         if model.get_input_embeddings().num_embeddings < len(tokenizer):
-            raise RecipeError(f"tokenizer {args.tokenizer_name_or_path} has {len(tokenizer)} tokens but the model "
-                              f"embeds only {model.get_input_embeddings().num_embeddings}; use the model's tokenizer")
+            raise RecipeError(
+                f"tokenizer {args.tokenizer_name_or_path} has {len(tokenizer)} tokens but the model "
+                f"embeds only {model.get_input_embeddings().num_embeddings}; use the model's tokenizer"
+            )
         return model
     config = GPT2Config(
-        vocab_size=len(tokenizer), n_positions=args.context_length, n_embd=args.n_embd, n_layer=args.n_layer,
-        n_head=args.n_head, resid_pdrop=args.dropout, embd_pdrop=args.dropout, attn_pdrop=args.dropout,
-        bos_token_id=tokenizer.eos_token_id, eos_token_id=tokenizer.eos_token_id,
+        vocab_size=len(tokenizer),
+        n_positions=args.context_length,
+        n_embd=args.n_embd,
+        n_layer=args.n_layer,
+        n_head=args.n_head,
+        resid_pdrop=args.dropout,
+        embd_pdrop=args.dropout,
+        attn_pdrop=args.dropout,
+        bos_token_id=tokenizer.eos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
     )
     return GPT2LMHeadModel(config)
@@ -86,8 +96,12 @@ def build_model(args: PretrainArguments, tokenizer):
 
 def packed_splits(args: PretrainArguments, tokenizer) -> dict:
     """Documents joined by EOS and cut into full `context_length` blocks: no padding is trained on."""
-    raw = load_splits(args.dataset_name, [args.dataset_train_split, args.dataset_test_split], [{"text"}],
-                      "run `make data` first or set dataset_name")
+    raw = load_splits(
+        args.dataset_name,
+        [args.dataset_train_split, args.dataset_test_split],
+        [{"text"}],
+        "run `make data` first or set dataset_name",
+    )
     context = args.context_length
 
     def pack(batch):
@@ -100,37 +114,11 @@ def packed_splits(args: PretrainArguments, tokenizer) -> dict:
         with PartialState().local_main_process_first():
             out[name] = split.map(pack, batched=True, batch_size=1000, remove_columns=split.column_names)
         if len(out[name]) == 0:
-            raise RecipeError(f"dataset {args.dataset_name} split {name!r} is shorter than one {context}-token "
-                              "block; lower context_length or add text")
+            raise RecipeError(
+                f"dataset {args.dataset_name} split {name!r} is shorter than one {context}-token "
+                "block; lower context_length or add text"
+            )
     return out
-
-
-def fact_recall(model, tokenizer, world: World) -> dict:
-    """Greedy completion of 'The population of <city> is' and the like, scored against the world."""
-    cases = [(c, a) for c in world.cities for a in world.attributes]
-    prompts = [ATTRIBUTES[a].probe.format(city=c.name) for c, a in cases]
-    completions = complete(model, tokenizer, prompts, max_new_tokens=8)
-    heldout = set(world.heldout)
-    right = {"train": 0, "heldout": 0}
-    total = {"train": 0, "heldout": 0}
-    for (city, attr), done in zip(cases, completions):
-        group = "heldout" if city.name in heldout else "train"
-        total[group] += 1
-        right[group] += done.text.strip().startswith(city.facts[attr])
-    examples = [f"{p} ->{c.text}" for p, c in list(zip(prompts, completions))[:: max(1, len(prompts) // 6)]]
-    return {
-        "fact_recall": round((right["train"] + right["heldout"]) / len(cases), 3),
-        "facts_recalled": right["train"] + right["heldout"],
-        "facts_total": len(cases),
-        "heldout_fact_recall": round(right["heldout"] / max(1, total["heldout"]), 3),
-        "recall_examples": examples,
-    }
-
-
-def question_continuations(model, tokenizer, world: World) -> list[str]:
-    """A base model asked a bare question tends to continue with more questions (FAQ pages)."""
-    prompts = [ATTRIBUTES[a].questions[0].format(city=world.heldout[0]) + "\n" for a in world.attributes[:3]]
-    return [p + c.text for p, c in zip(prompts, complete(model, tokenizer, prompts, max_new_tokens=24))]
 
 
 def train(args: PretrainArguments, training_args: TrainingArguments, out) -> dict:
@@ -141,14 +129,22 @@ def train(args: PretrainArguments, training_args: TrainingArguments, out) -> dic
     set_seed(training_args.seed)  # the random init must not depend on what ran before in this process
     model = build_model(args, tokenizer)
     trainer = Trainer(
-        model=model, args=training_args, train_dataset=splits[args.dataset_train_split],
-        eval_dataset=splits[args.dataset_test_split], processing_class=tokenizer,
+        model=model,
+        args=training_args,
+        train_dataset=splits[args.dataset_train_split],
+        eval_dataset=splits[args.dataset_test_split],
+        processing_class=tokenizer,
         data_collator=DataCollatorForLanguageModeling(tokenizer, mlm=False),
     )
     result = trainer.train()
     eval_loss = trainer.evaluate()["eval_loss"]
-    trained_tokens = result.global_step * training_args.per_device_train_batch_size * \
-        training_args.gradient_accumulation_steps * trainer.accelerator.num_processes * args.context_length
+    trained_tokens = (
+        result.global_step
+        * training_args.per_device_train_batch_size
+        * training_args.gradient_accumulation_steps
+        * trainer.accelerator.num_processes
+        * args.context_length
+    )
     metrics = {
         "parameters": model.num_parameters(),
         "train_loss": round(result.training_loss, 4),
@@ -166,15 +162,27 @@ def train(args: PretrainArguments, training_args: TrainingArguments, out) -> dic
         metrics["question_continuations"] = question_continuations(saved, tokenizer, world)
     metrics["wall_time_s"] = clock.seconds
     write_json(out / "metrics.json", metrics)
-    write_model_card(out, "Base model (pretraining)", "A GPT-2-style causal LM pretrained from scratch on "
-                     "the rlhf-recipes embedded world. It continues text; it does not follow instructions.", metrics)
+    write_model_card(
+        out,
+        "Base model (pretraining)",
+        "A GPT-2-style causal LM pretrained from scratch on "
+        "the rlhf-recipes embedded world. It continues text; it does not follow instructions.",
+        metrics,
+    )
     return metrics
 
 
 def main(argv: Sequence[str] | None = None) -> dict:
-    args, training_args, output_args = parse(make_parser(), argv)
-    with staged_training_output(training_args, stage="pretrain", inputs=input_paths(args, training_args),
-                                overwrite=output_args.overwrite_output_dir) as out:
+    parser = make_parser()
+    args, training_args, output_args = parse(
+        parser, apply_launch(parser, argv)
+    )  # the accelerate config picks the hardware
+    with staged_training_output(
+        training_args,
+        stage="pretrain",
+        inputs=input_paths(args, training_args),
+        overwrite=output_args.overwrite_output_dir,
+    ) as out:
         metrics = train(args, training_args, out)
     for line in metrics.get("recall_examples", []) + metrics.get("question_continuations", []):
         print("  " + line.replace("\n", "\\n"))

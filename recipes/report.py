@@ -24,15 +24,17 @@ import torch
 from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
 from trl import TrlParser
 
-import reward as reward_stage
-from rlhf.chat import last_user_message, prepare_tokenizer
-from rlhf.common import RecipeError, Stopwatch, cli, load_pretrained, load_splits, parse
-from rlhf.evaluation import EvalArguments, answer_prompts, judge, summarize
-from rlhf.generation import Completion, complete
-from rlhf.labeler import GoldLabeler
-from rlhf.outputs import OutputArguments, input_paths, staged_output, write_json
-from rlhf.report_writer import write_figures, write_markdown
-from rlhf.world import ATTRIBUTES, World
+from rlhf_recipes.evaluation.generation import Completion, complete
+from rlhf_recipes.evaluation.judging import EvalArguments, answer_prompts, judge, summarize
+from rlhf_recipes.evaluation.report import write_figures, write_markdown
+from rlhf_recipes.training.chat import last_user_message, prepare_tokenizer
+from rlhf_recipes.training.config import RecipeError, cli, parse
+from rlhf_recipes.training.launch import apply_launch
+from rlhf_recipes.training.loading import load_pretrained, load_splits
+from rlhf_recipes.training.outputs import OutputArguments, Stopwatch, input_paths, staged_output, write_json
+from rlhf_recipes.training.rewards import rewards
+from rlhf_recipes.world.labeler import GoldLabeler
+from rlhf_recipes.world.world import ATTRIBUTES, World
 
 STAGES = ("base", "base_fewshot", "sft", "best_of_n", "ppo")
 TRAINED = ("data", "tokenizer", "pretrain", "sft", "compare", "reward", "ppo")
@@ -70,8 +72,10 @@ def fewshot_prefix(world: World, count: int, rng: random.Random) -> str:
     for city in rng.sample(world.train_cities, count):
         attr = rng.choice(world.attributes)
         spec = ATTRIBUTES[attr]
-        lines.append(f"Q: {spec.questions[0].format(city=city.name)}\nA: "
-                     f"{spec.statements[0].format(city=city.name, value=city.facts[attr])}")
+        lines.append(
+            f"Q: {spec.questions[0].format(city=city.name)}\nA: "
+            f"{spec.statements[0].format(city=city.name, value=city.facts[attr])}"
+        )
     return "\n\n".join(lines) + "\n\n"
 
 
@@ -88,8 +92,11 @@ def answer_all(args: ReportArguments, rows: list[dict], world: World, rm, rm_tok
     answers = {}
     base, base_tok = load_causal(base_dir)
     torch.manual_seed(args.seed)
-    sampling = {"max_new_tokens": args.eval_max_new_tokens, "do_sample": args.eval_temperature > 0,
-                "temperature": args.eval_temperature}
+    sampling = {
+        "max_new_tokens": args.eval_max_new_tokens,
+        "do_sample": args.eval_temperature > 0,
+        "temperature": args.eval_temperature,
+    }
     answers["base"] = complete(base, base_tok, [q + "\n" for q in questions], **sampling)
     prefix = fewshot_prefix(world, args.fewshot_examples, random.Random(args.seed))
     raw = complete(base, base_tok, [f"{prefix}Q: {q}\nA:" for q in questions], **sampling)
@@ -98,7 +105,9 @@ def answer_all(args: ReportArguments, rows: list[dict], world: World, rm, rm_tok
     samples = [answer_prompts(sft, sft_tok, rows, args, seed=args.seed + k) for k in range(args.best_of_n)]
     answers["sft"] = samples[0]
     scores = [reward_scores(rm, rm_tok, rows, s, args.missing_eos_penalty) for s in samples]
-    answers["best_of_n"] = [samples[max(range(args.best_of_n), key=lambda k: scores[k][i])][i] for i in range(len(rows))]
+    answers["best_of_n"] = [
+        samples[max(range(args.best_of_n), key=lambda k: scores[k][i])][i] for i in range(len(rows))
+    ]
     ppo, ppo_tok = load_causal(ppo_dir)
     answers["ppo"] = answer_prompts(ppo, ppo_tok, rows, args, seed=args.seed)
     return answers
@@ -114,11 +123,14 @@ def load_reward(args: ReportArguments):
     return load_pretrained(AutoModelForSequenceClassification, str(path)), load_pretrained(AutoTokenizer, str(path))
 
 
-def reward_scores(model, tokenizer, rows: list[dict], answers: list[Completion], missing_eos_penalty: float) -> list[float]:
+def reward_scores(
+    model, tokenizer, rows: list[dict], answers: list[Completion], missing_eos_penalty: float
+) -> list[float]:
     """The reward model's score, less PPO's missing-EOS penalty for answers cut at the token limit
     (the chat template closes every answer with EOS, so the reward model alone cannot tell)."""
-    scores = reward_stage.rewards(model, tokenizer, [r["prompt"] for r in rows],
-                                  [[{"role": "assistant", "content": a.text}] for a in answers])
+    scores = rewards(
+        model, tokenizer, [r["prompt"] for r in rows], [[{"role": "assistant", "content": a.text}] for a in answers]
+    )
     return [s - (0.0 if a.ended else missing_eos_penalty) for s, a in zip(scores, answers)]
 
 
@@ -133,7 +145,9 @@ def kl_to_sft(args: ReportArguments, rows: list[dict], ppo_answers: list[Complet
         for row, answer in zip(rows, ppo_answers):
             prompt = tok.apply_chat_template(row["prompt"], tokenize=False, add_generation_prompt=True)
             prompt_ids = tok(prompt, add_special_tokens=False).input_ids
-            answer_ids = tok(answer.text, add_special_tokens=False).input_ids + ([tok.eos_token_id] if answer.ended else [])
+            answer_ids = tok(answer.text, add_special_tokens=False).input_ids + (
+                [tok.eos_token_id] if answer.ended else []
+            )
             ids = torch.tensor([prompt_ids + answer_ids])
             logits = model(ids).logits[0, len(prompt_ids) - 1 : -1] / max(args.eval_temperature, 1e-6)
             totals.append(torch.log_softmax(logits, -1).gather(1, torch.tensor(answer_ids)[:, None]).sum().item())
@@ -145,8 +159,10 @@ def win_rate(ours: list[dict], theirs: list[dict], rng: random.Random, resamples
     """Gold win rate, ties counted half, with a 95% bootstrap interval over prompts."""
     wins = [1.0 if a["total"] > b["total"] else 0.5 if a["total"] == b["total"] else 0.0 for a, b in zip(ours, theirs)]
     boots = sorted(mean(rng.choices(wins, k=len(wins))) for _ in range(resamples))
-    return {"win_rate": round(mean(wins), 3), "ci95": [round(boots[int(0.025 * resamples)], 3),
-                                                      round(boots[int(0.975 * resamples) - 1], 3)]}
+    return {
+        "win_rate": round(mean(wins), 3),
+        "ci95": [round(boots[int(0.025 * resamples)], 3), round(boots[int(0.975 * resamples) - 1], 3)],
+    }
 
 
 def stage_metrics(args: ReportArguments) -> dict:
@@ -171,8 +187,9 @@ def build_report(args: ReportArguments) -> tuple[dict, dict]:
     for stage in STAGES:
         summary = summarize(judged[stage])
         summary["rm_score"] = round(mean(reward_scores(rm, rm_tok, rows, answers[stage], args.missing_eos_penalty)), 3)
-        summary["win_rate_vs_sft"] = win_rate([j.gold for j in judged[stage]], [j.gold for j in judged["sft"]],
-                                              rng, args.bootstrap_samples)
+        summary["win_rate_vs_sft"] = win_rate(
+            [j.gold for j in judged[stage]], [j.gold for j in judged["sft"]], rng, args.bootstrap_samples
+        )
         report["stages"][stage] = summary
     trained = stage_metrics(args)
     report["ppo_vs_sft_win_rate"] = report["stages"]["ppo"]["win_rate_vs_sft"]
@@ -186,7 +203,10 @@ def build_report(args: ReportArguments) -> tuple[dict, dict]:
     report["wall_time_s"] = {s: trained[s].get("wall_time_s") for s in TRAINED}
     report["eval_prompts"] = len(rows)
     report["samples"] = side_by_side(args, rows, judged)
-    curves = {s: trained[s].get("log_history") or trainer_log(Path(args.outputs_dir) / s) for s in ("pretrain", "sft", "reward", "ppo")}
+    curves = {
+        s: trained[s].get("log_history") or trainer_log(Path(args.outputs_dir) / s)
+        for s in ("pretrain", "sft", "reward", "ppo")
+    }
     return report, curves
 
 
@@ -201,16 +221,23 @@ def side_by_side(args: ReportArguments, rows: list[dict], judged: dict) -> list[
     population = [i for i, r in enumerate(rows) if "population" in last_user_message(r["prompt"]).lower()]
     others = [i for i in range(len(rows)) if i not in population[:1]]
     picked = population[:1] + rng.sample(others, min(len(others), args.num_side_by_side - len(population[:1])))
-    return [{"prompt": last_user_message(rows[i]["prompt"]), "kind": judged["sft"][i].kind,
-             **{s: {"answer": judged[s][i].completion.text, "gold": judged[s][i].gold["total"]} for s in STAGES}}
-            for i in picked]
+    return [
+        {
+            "prompt": last_user_message(rows[i]["prompt"]),
+            "kind": judged["sft"][i].kind,
+            **{s: {"answer": judged[s][i].completion.text, "gold": judged[s][i].gold["total"]} for s in STAGES},
+        }
+        for i in picked
+    ]
 
 
 def main(argv: Sequence[str] | None = None) -> dict:
-    args, output_args = parse(make_parser(), argv)
+    parser = make_parser()
+    args, output_args = parse(parser, apply_launch(parser, argv))  # the accelerate config picks the hardware
     clock = Stopwatch()
-    with staged_output(args.output_dir, stage="report", inputs=input_paths(args),
-                       overwrite=output_args.overwrite_output_dir) as out:
+    with staged_output(
+        args.output_dir, stage="report", inputs=input_paths(args), overwrite=output_args.overwrite_output_dir
+    ) as out:
         report, curves = build_report(args)
         report["wall_time_s"]["report"] = clock.seconds
         figures = write_figures(report, curves, out)

@@ -26,10 +26,26 @@ from accelerate import PartialState
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, set_seed
 from trl import ModelConfig, RewardConfig, RewardTrainer, ScriptArguments, TrlParser, get_peft_config
 
-from rlhf.chat import prepare_tokenizer
-from rlhf.common import (RecipeError, Stopwatch, cli, load_pretrained, load_splits, load_trained,
-                         merge_saved_adapter, on_this_process_only, parse, quantization_kwargs, rank_summary)
-from rlhf.outputs import OutputArguments, input_paths, staged_training_output, write_json, write_model_card
+from rlhf_recipes.compat import on_this_process_only
+from rlhf_recipes.training.chat import prepare_tokenizer
+from rlhf_recipes.training.config import RecipeError, cli, parse
+from rlhf_recipes.training.launch import apply_launch, rank_summary
+from rlhf_recipes.training.loading import (
+    load_pretrained,
+    load_splits,
+    load_trained,
+    merge_saved_adapter,
+    quantization_kwargs,
+)
+from rlhf_recipes.training.outputs import (
+    OutputArguments,
+    Stopwatch,
+    input_paths,
+    staged_training_output,
+    write_json,
+    write_model_card,
+)
+from rlhf_recipes.training.rewards import rewards, score_head
 
 PAIR_COLUMNS = [{"chosen", "rejected"}]
 
@@ -53,21 +69,17 @@ def make_parser() -> TrlParser:
     return TrlParser((RewardArguments, RewardConfig, ModelConfig, OutputArguments))
 
 
-def score_head(model) -> torch.nn.Linear:
-    """The one-output head of a sequence-classification model, whatever the architecture calls it."""
-    for name in ("score", "classifier", "classification_head"):
-        head = getattr(model, name, None)
-        if isinstance(head, torch.nn.Linear):
-            return head
-    raise RecipeError(f"{type(model).__name__} has no linear `score` or `classifier` head; use a model whose "
-                      "AutoModelForSequenceClassification class has one")
-
-
 def load_model(model_args: ModelConfig):
     fix = "run `make sft` first"
-    model = load_pretrained(AutoModelForSequenceClassification, model_args.model_name_or_path, fix, num_labels=1,
-                            revision=model_args.model_revision, dtype=model_args.dtype,
-                            **quantization_kwargs(model_args))
+    model = load_pretrained(
+        AutoModelForSequenceClassification,
+        model_args.model_name_or_path,
+        fix,
+        num_labels=1,
+        revision=model_args.model_revision,
+        dtype=model_args.dtype,
+        **quantization_kwargs(model_args),
+    )
     tokenizer = prepare_tokenizer(load_pretrained(AutoTokenizer, model_args.model_name_or_path, fix), model)
     head = score_head(model)
     torch.nn.init.normal_(head.weight, std=1 / math.sqrt(head.in_features + 1))
@@ -76,37 +88,17 @@ def load_model(model_args: ModelConfig):
     return model, tokenizer
 
 
-def _text(tokenizer, prompt, answer) -> str:
-    if isinstance(answer, list):
-        return tokenizer.apply_chat_template((prompt or []) + answer, tokenize=False)
-    return (prompt or "") + answer + tokenizer.eos_token
-
-
-@torch.no_grad()
-def rewards(model, tokenizer, prompts: list, answers: list, batch_size: int = 64) -> list[float]:
-    """The reward model's score of each (prompt, answer), read at the last non-pad token."""
-    model.eval()
-    texts = [_text(tokenizer, p, a) for p, a in zip(prompts, answers)]
-    side, tokenizer.padding_side = tokenizer.padding_side, "right"
-    out = []
-    try:
-        for i in range(0, len(texts), batch_size):
-            batch = tokenizer(texts[i : i + batch_size], return_tensors="pt", padding=True,
-                              add_special_tokens=False).to(model.device)
-            out += model(**batch).logits[:, 0].float().tolist()
-    finally:
-        tokenizer.padding_side = side
-    return out
-
-
 def pair_accuracy(model, tokenizer, pairs, label_noise: float) -> dict:
     """Accuracy (against the labels, and against gold where known) and margin, overall and by difference."""
     prompts = pairs["prompt"] if "prompt" in pairs.column_names else [None] * len(pairs)
     chosen = rewards(model, tokenizer, prompts, pairs["chosen"])
     rejected = rewards(model, tokenizer, prompts, pairs["rejected"])
     right = [c > r for c, r in zip(chosen, rejected)]
-    result = {"pairs": len(pairs), "accuracy": round(mean(right), 3),
-              "margin": round(mean(c - r for c, r in zip(chosen, rejected)), 3)}
+    result = {
+        "pairs": len(pairs),
+        "accuracy": round(mean(right), 3),
+        "margin": round(mean(c - r for c, r in zip(chosen, rejected)), 3),
+    }
     if "label_agrees_with_gold" in pairs.column_names:
         gold = [ok == agrees for ok, agrees in zip(right, pairs["label_agrees_with_gold"])]
         result["gold_agreement"] = round(mean(gold), 3)
@@ -138,17 +130,32 @@ def train(args: RewardArguments, training_args: RewardConfig, model_args: ModelC
     set_seed(training_args.seed)  # LoRA and score-head inits draw from the global RNG
     clock = Stopwatch()
     model, tokenizer = load_model(model_args)
-    data = load_splits(args.dataset_name, [args.dataset_train_split, args.dataset_test_split], PAIR_COLUMNS,
-                       "run `make compare` first or set dataset_name", args.dataset_config)
+    data = load_splits(
+        args.dataset_name,
+        [args.dataset_train_split, args.dataset_test_split],
+        PAIR_COLUMNS,
+        "run `make compare` first or set dataset_name",
+        args.dataset_config,
+    )
     train_set, test_set = data[args.dataset_train_split], data[args.dataset_test_split]
-    trainer = RewardTrainer(model=model, args=training_args, train_dataset=train_set, eval_dataset=test_set,
-                            processing_class=tokenizer, peft_config=get_peft_config(model_args))
+    trainer = RewardTrainer(
+        model=model,
+        args=training_args,
+        train_dataset=train_set,
+        eval_dataset=test_set,
+        processing_class=tokenizer,
+        peft_config=get_peft_config(model_args),
+    )
     if len(trainer.train_dataset) == 0:
-        raise RecipeError(f"every training pair is longer than max_length={training_args.max_length} tokens; "
-                          "raise max_length")
+        raise RecipeError(
+            f"every training pair is longer than max_length={training_args.max_length} tokens; raise max_length"
+        )
     result = trainer.train()
-    metrics = {"train_loss": round(result.training_loss, 4), "train_runtime_s": round(result.metrics["train_runtime"], 1),
-               "ranks": rank_summary(trainer.model)}
+    metrics = {
+        "train_loss": round(result.training_loss, 4),
+        "train_runtime_s": round(result.metrics["train_runtime"], 1),
+        "ranks": rank_summary(trainer.model),
+    }
     trainer.save_model(str(out))
     trainer.save_state()
     if trainer.accelerator.is_main_process:
@@ -156,8 +163,11 @@ def train(args: RewardArguments, training_args: RewardConfig, model_args: ModelC
         if model_args.use_peft:  # PPO needs the whole reward model
             model = merge_saved_adapter(model, tokenizer, out)
         if args.normalize_rewards:
-            own = (train_set.filter(lambda r: r["source"] == "sft_samples") if "source" in train_set.column_names
-                   else train_set)
+            own = (
+                train_set.filter(lambda r: r["source"] == "sft_samples")
+                if "source" in train_set.column_names
+                else train_set
+            )
             own = own.select(range(min(len(own), args.max_normalization_samples)))
             metrics.update(normalize(model, tokenizer, own))
             with on_this_process_only():
@@ -168,19 +178,32 @@ def train(args: RewardArguments, training_args: RewardConfig, model_args: ModelC
             metrics["heldout_offline"] = pair_accuracy(model, tokenizer, extra["test"], args.label_noise)
     metrics["wall_time_s"] = clock.seconds
     write_json(out / "metrics.json", metrics)
-    write_model_card(out, "Reward model", "A reward model (one-output sequence classifier) trained on ranked "
-                     "answer pairs (rlhf-recipes stage 3). Higher score: the answer people prefer.",
-                     {"heldout_accuracy": metrics.get("heldout", {}).get("accuracy"), **metrics})
+    write_model_card(
+        out,
+        "Reward model",
+        "A reward model (one-output sequence classifier) trained on ranked "
+        "answer pairs (rlhf-recipes stage 3). Higher score: the answer people prefer.",
+        {"heldout_accuracy": metrics.get("heldout", {}).get("accuracy"), **metrics},
+    )
     return metrics
 
 
 def main(argv: Sequence[str] | None = None) -> dict:
-    args, training_args, model_args, output_args = parse(make_parser(), argv)
+    parser = make_parser()
+    args, training_args, model_args, output_args = parse(
+        parser, apply_launch(parser, argv)
+    )  # the accelerate config picks the hardware
     if model_args.use_peft and model_args.lora_task_type != "SEQ_CLS":
-        raise RecipeError(f"a reward model's LoRA needs lora_task_type: SEQ_CLS (got {model_args.lora_task_type}), "
-                          "so the score head is trained and saved with the adapter")
-    with staged_training_output(training_args, stage="reward", inputs=input_paths(args, training_args, model_args),
-                                overwrite=output_args.overwrite_output_dir) as out:
+        raise RecipeError(
+            f"a reward model's LoRA needs lora_task_type: SEQ_CLS (got {model_args.lora_task_type}), "
+            "so the score head is trained and saved with the adapter"
+        )
+    with staged_training_output(
+        training_args,
+        stage="reward",
+        inputs=input_paths(args, training_args, model_args),
+        overwrite=output_args.overwrite_output_dir,
+    ) as out:
         metrics = train(args, training_args, model_args, out)
     PartialState().print(metrics)
     return metrics

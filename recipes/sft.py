@@ -6,8 +6,8 @@ Data: conversational `messages`, or `prompt`/`completion` (conversational or pla
 world or any local or hub dataset. The loss falls on the assistant's tokens only (EOS included, so the
 model learns to stop). Optional replay of pretraining text keeps the base model's knowledge alive.
 LoRA/QLoRA through TRL's ModelConfig (`use_peft`, `lora_r`, `load_in_4bit`, ...); `merge_adapter`
-makes the output a full model for the next stage (the adapter kept in `adapter/`). The gold labeler judges the base and the SFT model on
-held-out prompts before and after, and a few sample answers are printed.
+makes the output a full model for the next stage (the adapter kept in `adapter/`). The gold labeler
+judges the base and the SFT model on held-out prompts before and after, and a few sample answers are printed.
 """
 
 from __future__ import annotations
@@ -22,13 +22,27 @@ from datasets import concatenate_datasets
 from transformers import AutoModelForCausalLM, AutoTokenizer, set_seed
 from trl import ModelConfig, ScriptArguments, SFTConfig, SFTTrainer, TrlParser, get_peft_config
 
-from rlhf.chat import prepare_tokenizer, training_template
-from rlhf.common import (RecipeError, Stopwatch, cli, load_pretrained, load_splits, load_trained,
-                         merge_saved_adapter, parse, quantization_kwargs, rank_summary)
-from rlhf.evaluation import EvalArguments, answer_prompts, judge, summarize
-from rlhf.labeler import GoldLabeler
-from rlhf.outputs import OutputArguments, input_paths, staged_training_output, write_json, write_model_card
-from rlhf.world import World
+from rlhf_recipes.evaluation.judging import EvalArguments, answer_prompts, judge, summarize
+from rlhf_recipes.training.chat import prepare_tokenizer, training_template
+from rlhf_recipes.training.config import RecipeError, cli, parse
+from rlhf_recipes.training.launch import apply_launch, rank_summary
+from rlhf_recipes.training.loading import (
+    load_pretrained,
+    load_splits,
+    load_trained,
+    merge_saved_adapter,
+    quantization_kwargs,
+)
+from rlhf_recipes.training.outputs import (
+    OutputArguments,
+    Stopwatch,
+    input_paths,
+    staged_training_output,
+    write_json,
+    write_model_card,
+)
+from rlhf_recipes.world.labeler import GoldLabeler
+from rlhf_recipes.world.world import World
 
 DIALOGUE_COLUMNS = [{"messages"}, {"prompt", "completion"}]
 
@@ -52,11 +66,17 @@ def make_parser() -> TrlParser:
 
 def load_model(model_args: ModelConfig, chat_template_path: str | None = None):
     """The base model and its tokenizer, given a distinct PAD and a chat template (the recipe's, if it names one)."""
-    model = load_pretrained(AutoModelForCausalLM, model_args.model_name_or_path, "run `make pretrain` first",
-                            revision=model_args.model_revision,
-                            dtype=model_args.dtype, **quantization_kwargs(model_args))
-    tokenizer = load_pretrained(AutoTokenizer, model_args.model_name_or_path, "run `make pretrain` first",
-                                revision=model_args.model_revision)
+    model = load_pretrained(
+        AutoModelForCausalLM,
+        model_args.model_name_or_path,
+        "run `make pretrain` first",
+        revision=model_args.model_revision,
+        dtype=model_args.dtype,
+        **quantization_kwargs(model_args),
+    )
+    tokenizer = load_pretrained(
+        AutoTokenizer, model_args.model_name_or_path, "run `make pretrain` first", revision=model_args.model_revision
+    )
     if chat_template_path:
         template = Path(chat_template_path)
         if not template.is_file():
@@ -76,8 +96,9 @@ def tokenize_dialogue(example: dict, tokenizer, template: str, max_length: int) 
         completion = tokenizer(example["completion"], add_special_tokens=False).input_ids + [tokenizer.eos_token_id]
         ids = (prompt + completion)[:max_length]
         return {"input_ids": ids, "labels": ([-100] * len(prompt) + completion)[:max_length]}
-    out = tokenizer.apply_chat_template(messages, chat_template=template, tokenize=True, return_dict=True,
-                                        return_assistant_tokens_mask=True)
+    out = tokenizer.apply_chat_template(
+        messages, chat_template=template, tokenize=True, return_dict=True, return_assistant_tokens_mask=True
+    )
     ids, mask = out["input_ids"][:max_length], out["assistant_masks"][:max_length]
     return {"input_ids": ids, "labels": [t if m else -100 for t, m in zip(ids, mask)]}
 
@@ -90,23 +111,36 @@ def tokenize_text(example: dict, tokenizer, max_length: int) -> dict:
 def build_datasets(args: SFTArguments, training_args: SFTConfig, tokenizer) -> tuple:
     """Tokenized train/eval sets (TRL's processed format: input_ids + labels), replay mixed into train."""
     splits = [args.dataset_train_split] + ([args.dataset_test_split] if training_args.eval_strategy != "no" else [])
-    raw = load_splits(args.dataset_name, splits, DIALOGUE_COLUMNS, "run `make data` first or set dataset_name",
-                      args.dataset_config)
+    raw = load_splits(
+        args.dataset_name, splits, DIALOGUE_COLUMNS, "run `make data` first or set dataset_name", args.dataset_config
+    )
     template, max_length = training_template(tokenizer), training_args.max_length
     with PartialState().local_main_process_first():
-        done = {name: ds.map(tokenize_dialogue, remove_columns=ds.column_names,
-                             fn_kwargs={"tokenizer": tokenizer, "template": template, "max_length": max_length})
-                for name, ds in raw.items()}
+        done = {
+            name: ds.map(
+                tokenize_dialogue,
+                remove_columns=ds.column_names,
+                fn_kwargs={"tokenizer": tokenizer, "template": template, "max_length": max_length},
+            )
+            for name, ds in raw.items()
+        }
     train = done[args.dataset_train_split]
     if not any(any(label != -100 for label in row) for row in train["labels"][:50]):
-        raise RecipeError(f"no assistant tokens in {args.dataset_name}: every label is masked; check the chat template")
+        raise RecipeError(
+            f"no assistant tokens in {args.dataset_name}: every label is masked; check the chat template"
+        )
     if args.replay_dataset and args.replay_fraction > 0:
-        text = load_splits(args.replay_dataset, ["train"], [{"text"}], "set replay_dataset to a `text` dataset")["train"]
+        text = load_splits(args.replay_dataset, ["train"], [{"text"}], "set replay_dataset to a `text` dataset")[
+            "train"
+        ]
         count = min(len(text), round(len(train) * args.replay_fraction))
         picked = text.shuffle(seed=training_args.seed).select(range(count))
         with PartialState().local_main_process_first():
-            replay = picked.map(tokenize_text, remove_columns=picked.column_names,
-                                fn_kwargs={"tokenizer": tokenizer, "max_length": max_length})
+            replay = picked.map(
+                tokenize_text,
+                remove_columns=picked.column_names,
+                fn_kwargs={"tokenizer": tokenizer, "max_length": max_length},
+            )
         train = concatenate_datasets([train, replay]).shuffle(seed=training_args.seed)
     return train, done.get(args.dataset_test_split)
 
@@ -124,10 +158,18 @@ def evaluate_model(model, tokenizer, args: SFTArguments, seed: int) -> tuple[dic
 def print_samples(before: list, after: list, count: int, seed: int) -> list[dict]:
     samples = []
     for i in random.Random(seed).sample(range(len(after)), min(count, len(after))):
-        samples.append({"prompt": after[i].prompt, "base": before[i].completion.text if before else None,
-                        "sft": after[i].completion.text, "sft_gold": after[i].gold["total"]})
-        print(f"\nQ: {after[i].prompt}\n  base: {samples[-1]['base']!r}\n  sft:  {after[i].completion.text!r}"
-              f"  (gold {after[i].gold['total']})")
+        samples.append(
+            {
+                "prompt": after[i].prompt,
+                "base": before[i].completion.text if before else None,
+                "sft": after[i].completion.text,
+                "sft_gold": after[i].gold["total"],
+            }
+        )
+        print(
+            f"\nQ: {after[i].prompt}\n  base: {samples[-1]['base']!r}\n  sft:  {after[i].completion.text!r}"
+            f"  (gold {after[i].gold['total']})"
+        )
     return samples
 
 
@@ -138,8 +180,14 @@ def train(args: SFTArguments, training_args: SFTConfig, model_args: ModelConfig,
     model, tokenizer = load_model(model_args, training_args.chat_template_path)
     train_set, test_set = build_datasets(args, training_args, tokenizer)
     before, judged_before = evaluate_model(model, tokenizer, args, training_args.seed)
-    trainer = SFTTrainer(model=model, args=training_args, train_dataset=train_set, eval_dataset=test_set,
-                         processing_class=tokenizer, peft_config=get_peft_config(model_args))
+    trainer = SFTTrainer(
+        model=model,
+        args=training_args,
+        train_dataset=train_set,
+        eval_dataset=test_set,
+        processing_class=tokenizer,
+        peft_config=get_peft_config(model_args),
+    )
     result = trainer.train()
     ranks = rank_summary(trainer.model)
     trainer.save_model(str(out))
@@ -152,28 +200,47 @@ def train(args: SFTArguments, training_args: SFTConfig, model_args: ModelConfig,
         after, judged_after = evaluate_model(model, tokenizer, args, training_args.seed)
     # TRL logs the token count every logging_steps; a run shorter than that has none
     tokens = next((e["num_tokens"] for e in reversed(trainer.state.log_history) if "num_tokens" in e), None)
-    metrics = {"train_loss": round(result.training_loss, 4), "train_tokens": tokens,
-               "tokens_per_second": tokens and round(tokens / result.metrics["train_runtime"])}
+    metrics = {
+        "train_loss": round(result.training_loss, 4),
+        "train_tokens": tokens,
+        "tokens_per_second": tokens and round(tokens / result.metrics["train_runtime"]),
+    }
     if test_set is not None:
         metrics["eval_loss"] = round(trainer.evaluate()["eval_loss"], 4)
     metrics.update({"base": before, "sft": after, "ranks": ranks, "wall_time_s": clock.seconds})
     metrics["samples"] = print_samples(judged_before, judged_after, args.num_samples_to_print, training_args.seed)
     write_json(out / "metrics.json", metrics)
-    write_model_card(out, "SFT model", "Supervised fine-tuning of the base model on assistant demonstrations "
-                     "(rlhf-recipes stage 2). Prompt it with the tokenizer's chat template.",
-                     {**metrics, **{f"sft_{k}": v for k, v in after.items()}})
+    write_model_card(
+        out,
+        "SFT model",
+        "Supervised fine-tuning of the base model on assistant demonstrations "
+        "(rlhf-recipes stage 2). Prompt it with the tokenizer's chat template.",
+        {**metrics, **{f"sft_{k}": v for k, v in after.items()}},
+    )
     return metrics
 
 
 def main(argv: Sequence[str] | None = None) -> dict:
-    args, training_args, model_args, output_args = parse(make_parser(), argv)
-    with staged_training_output(training_args, stage="sft", inputs=input_paths(args, training_args, model_args),
-                                overwrite=output_args.overwrite_output_dir) as out:
+    parser = make_parser()
+    args, training_args, model_args, output_args = parse(
+        parser, apply_launch(parser, argv)
+    )  # the accelerate config picks the hardware
+    with staged_training_output(
+        training_args,
+        stage="sft",
+        inputs=input_paths(args, training_args, model_args),
+        overwrite=output_args.overwrite_output_dir,
+    ) as out:
         metrics = train(args, training_args, model_args, out)
-    PartialState().print({"train_loss": metrics["train_loss"], "base_gold": metrics["base"].get("gold_score"),
-                          "sft_gold": metrics["sft"].get("gold_score"),
-                          "base_fact_accuracy": metrics["base"].get("fact_accuracy"),
-                          "sft_fact_accuracy": metrics["sft"].get("fact_accuracy")})
+    PartialState().print(
+        {
+            "train_loss": metrics["train_loss"],
+            "base_gold": metrics["base"].get("gold_score"),
+            "sft_gold": metrics["sft"].get("gold_score"),
+            "base_fact_accuracy": metrics["base"].get("fact_accuracy"),
+            "sft_fact_accuracy": metrics["sft"].get("fact_accuracy"),
+        }
+    )
     return metrics
 
 

@@ -16,9 +16,10 @@ from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import PreTrainedTokenizerFast
 from trl import TrlParser
 
-from rlhf.chat import CHAT_TEMPLATE, EOS_TOKEN, PAD_TOKEN
-from rlhf.common import Stopwatch, cli, load_splits, parse
-from rlhf.outputs import OutputArguments, input_paths, staged_output, write_json
+from rlhf_recipes.training.chat import CHAT_TEMPLATE, EOS_TOKEN, PAD_TOKEN
+from rlhf_recipes.training.config import cli, parse
+from rlhf_recipes.training.loading import load_splits
+from rlhf_recipes.training.outputs import OutputArguments, Stopwatch, input_paths, staged_output, write_json
 
 
 @dataclass
@@ -35,7 +36,9 @@ def make_parser() -> TrlParser:
 
 def load_texts(args: TokenizerArguments) -> list[str]:
     split = args.dataset_train_split
-    return load_splits(args.dataset_name, [split], [{"text"}], "run `make data` first or set dataset_name")[split]["text"]
+    return load_splits(args.dataset_name, [split], [{"text"}], "run `make data` first or set dataset_name")[split][
+        "text"
+    ]
 
 
 def train_bpe(texts: list[str], vocab_size: int) -> PreTrainedTokenizerFast:
@@ -59,8 +62,9 @@ def train_bpe(texts: list[str], vocab_size: int) -> PreTrainedTokenizerFast:
 def main(argv: Sequence[str] | None = None) -> dict:
     args, output_args = parse(make_parser(), argv)
     clock = Stopwatch()
-    with staged_output(args.output_dir, stage="tokenizer", inputs=input_paths(args),
-                       overwrite=output_args.overwrite_output_dir) as out:
+    with staged_output(
+        args.output_dir, stage="tokenizer", inputs=input_paths(args), overwrite=output_args.overwrite_output_dir
+    ) as out:
         texts = load_texts(args)
         tokenizer = train_bpe(texts, args.vocab_size)
         sample = texts[: min(len(texts), 2000)]

@@ -19,9 +19,30 @@ ROOT = Path(__file__).resolve().parents[1]
 TINY = ROOT / "recipes" / "tiny"
 
 # A world small enough to build in a second, with every split non-empty.
-SMALL_WORLD = ["--num_cities", "12", "--pretrain_docs", "600", "--pretrain_test_fraction", "0.05",
-               "--sft_train", "64", "--sft_test", "16", "--comparison_prompts", "16", "--preference_train", "800",
-               "--preference_test", "100", "--rl_prompts", "32", "--eval_harmful", "4", "--eval_benign", "4"]
+SMALL_WORLD = [
+    "--num_cities",
+    "12",
+    "--pretrain_docs",
+    "600",
+    "--pretrain_test_fraction",
+    "0.05",
+    "--sft_train",
+    "64",
+    "--sft_test",
+    "16",
+    "--comparison_prompts",
+    "16",
+    "--preference_train",
+    "800",
+    "--preference_test",
+    "100",
+    "--rl_prompts",
+    "32",
+    "--eval_harmful",
+    "4",
+    "--eval_benign",
+    "4",
+]
 
 
 def world_args(out: Path, *extra: str) -> list[str]:
@@ -38,17 +59,52 @@ def world_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def tokenizer_dir(world_dir, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("outputs") / "tokenizer"
-    tokenizer.main(["--config", str(TINY / "tokenizer.yaml"), "--dataset_name", str(world_dir / "pretrain"),
-                    "--vocab_size", "512", "--output_dir", str(out)])
+    tokenizer.main(
+        [
+            "--config",
+            str(TINY / "tokenizer.yaml"),
+            "--dataset_name",
+            str(world_dir / "pretrain"),
+            "--vocab_size",
+            "512",
+            "--output_dir",
+            str(out),
+        ]
+    )
     return out
 
 
 def pretrain_args(world_dir: Path, tokenizer_dir: Path, out: Path, *extra: str) -> list[str]:
     """The tiny recipe's own YAML, shrunk to a model and a run that take seconds."""
-    return ["--config", str(TINY / "pretrain.yaml"), "--dataset_name", str(world_dir / "pretrain"),
-            "--tokenizer_name_or_path", str(tokenizer_dir), "--world_file", str(world_dir / "world.json"),
-            "--output_dir", str(out), "--n_layer", "2", "--n_embd", "64", "--n_head", "2", "--context_length", "128",
-            "--max_steps", "60", "--logging_steps", "5", "--warmup_steps", "5", "--save_strategy", "no", *extra]
+    return [
+        "--config",
+        str(TINY / "pretrain.yaml"),
+        "--dataset_name",
+        str(world_dir / "pretrain"),
+        "--tokenizer_name_or_path",
+        str(tokenizer_dir),
+        "--world_file",
+        str(world_dir / "world.json"),
+        "--output_dir",
+        str(out),
+        "--n_layer",
+        "2",
+        "--n_embd",
+        "64",
+        "--n_head",
+        "2",
+        "--context_length",
+        "128",
+        "--max_steps",
+        "60",
+        "--logging_steps",
+        "5",
+        "--warmup_steps",
+        "5",
+        "--save_strategy",
+        "no",
+        *extra,
+    ]
 
 
 @pytest.fixture(scope="session")
@@ -69,18 +125,57 @@ def launch(config: str, script: str, *args: str, processes: int | None = None) -
     accelerate = Path(sys.executable).with_name("accelerate")
     count = ["--num_processes", str(processes)] if processes else []
     env = {**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1"}
-    return subprocess.run([str(accelerate), "launch", "--config_file", f"accelerate_configs/{config}.yaml", *count,
-                           f"recipes/{script}", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    return subprocess.run(
+        [
+            str(accelerate),
+            "launch",
+            "--config_file",
+            f"accelerate_configs/{config}.yaml",
+            *count,
+            f"recipes/{script}",
+            *args,
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
 
 
 def sft_args(world_dir: Path, model_dir: Path, out: Path, *extra: str) -> list[str]:
     """The tiny recipe's SFT YAML on the small world, shrunk to seconds."""
-    return ["--config", str(TINY / "sft.yaml"), "--model_name_or_path", str(model_dir),
-            "--dataset_name", str(world_dir / "sft"), "--replay_dataset", str(world_dir / "pretrain"),
-            "--eval_prompts", str(world_dir / "eval_prompts"), "--world_file", str(world_dir / "world.json"),
-            "--output_dir", str(out), "--max_steps", "80", "--learning_rate", "3e-3", "--logging_steps", "5",
-            "--per_device_train_batch_size", "8", "--eval_strategy", "no", "--save_strategy", "no",
-            "--num_samples_to_print", "2", *extra]
+    return [
+        "--config",
+        str(TINY / "sft.yaml"),
+        "--model_name_or_path",
+        str(model_dir),
+        "--dataset_name",
+        str(world_dir / "sft"),
+        "--replay_dataset",
+        str(world_dir / "pretrain"),
+        "--eval_prompts",
+        str(world_dir / "eval_prompts"),
+        "--world_file",
+        str(world_dir / "world.json"),
+        "--output_dir",
+        str(out),
+        "--max_steps",
+        "80",
+        "--learning_rate",
+        "3e-3",
+        "--logging_steps",
+        "5",
+        "--per_device_train_batch_size",
+        "8",
+        "--eval_strategy",
+        "no",
+        "--save_strategy",
+        "no",
+        "--num_samples_to_print",
+        "2",
+        *extra,
+    ]
 
 
 @pytest.fixture(scope="session")
@@ -96,18 +191,49 @@ def comparisons(world_dir, sft_model, tmp_path_factory) -> tuple[Path, dict]:
     import compare
 
     out = tmp_path_factory.mktemp("outputs") / "compare"
-    metrics = compare.main(["--config", str(TINY / "compare.yaml"), "--model_name_or_path", str(sft_model[0]),
-                            "--dataset_name", str(world_dir / "comparison_prompts"),
-                            "--world_file", str(world_dir / "world.json"), "--offline_pairs",
-                            str(world_dir / "preferences"), "--num_offline_pairs", "50", "--test_fraction", "0.25",
-                            "--max_new_tokens", "24", "--output_dir", str(out)])
+    metrics = compare.main(
+        [
+            "--config",
+            str(TINY / "compare.yaml"),
+            "--model_name_or_path",
+            str(sft_model[0]),
+            "--dataset_name",
+            str(world_dir / "comparison_prompts"),
+            "--world_file",
+            str(world_dir / "world.json"),
+            "--offline_pairs",
+            str(world_dir / "preferences"),
+            "--num_offline_pairs",
+            "50",
+            "--test_fraction",
+            "0.25",
+            "--max_new_tokens",
+            "24",
+            "--output_dir",
+            str(out),
+        ]
+    )
     return out, metrics
 
 
 def reward_args(model_dir: Path, pairs_dir: Path, out: Path, *extra: str) -> list[str]:
-    return ["--config", str(TINY / "reward.yaml"), "--model_name_or_path", str(model_dir),
-            "--dataset_name", str(pairs_dir), "--heldout_pairs", "", "--output_dir", str(out),
-            "--per_device_train_batch_size", "8", "--logging_steps", "5", *extra]
+    return [
+        "--config",
+        str(TINY / "reward.yaml"),
+        "--model_name_or_path",
+        str(model_dir),
+        "--dataset_name",
+        str(pairs_dir),
+        "--heldout_pairs",
+        "",
+        "--output_dir",
+        str(out),
+        "--per_device_train_batch_size",
+        "8",
+        "--logging_steps",
+        "5",
+        *extra,
+    ]
 
 
 @pytest.fixture(scope="session")
@@ -116,15 +242,40 @@ def reward_model(world_dir, sft_model, tmp_path_factory) -> tuple[Path, dict]:
     import reward
 
     out = tmp_path_factory.mktemp("outputs") / "reward"
-    metrics = reward.main(reward_args(sft_model[0], world_dir / "preferences", out, "--num_train_epochs", "2",
-                                      "--learning_rate", "1e-3"))
+    metrics = reward.main(
+        reward_args(sft_model[0], world_dir / "preferences", out, "--num_train_epochs", "2", "--learning_rate", "1e-3")
+    )
     return out, metrics
 
 
 def ppo_args(world_dir: Path, sft_dir: Path, reward_dir: Path, out: Path, *extra: str) -> list[str]:
     """The tiny recipe's PPO YAML on the small world: two updates of 8 episodes."""
-    return ["--config", str(TINY / "ppo.yaml"), "--sft_model_path", str(sft_dir), "--reward_model_path",
-            str(reward_dir), "--dataset_name", str(world_dir / "rl_prompts"), "--eval_prompts",
-            str(world_dir / "eval_prompts"), "--world_file", str(world_dir / "world.json"), "--output_dir", str(out),
-            "--total_episodes", "16", "--per_device_train_batch_size", "8", "--num_ppo_epochs", "1",
-            "--response_length", "16", "--eval_max_new_tokens", "16", "--num_eval_prompts", "4", *extra]
+    return [
+        "--config",
+        str(TINY / "ppo.yaml"),
+        "--sft_model_path",
+        str(sft_dir),
+        "--reward_model_path",
+        str(reward_dir),
+        "--dataset_name",
+        str(world_dir / "rl_prompts"),
+        "--eval_prompts",
+        str(world_dir / "eval_prompts"),
+        "--world_file",
+        str(world_dir / "world.json"),
+        "--output_dir",
+        str(out),
+        "--total_episodes",
+        "16",
+        "--per_device_train_batch_size",
+        "8",
+        "--num_ppo_epochs",
+        "1",
+        "--response_length",
+        "16",
+        "--eval_max_new_tokens",
+        "16",
+        "--num_eval_prompts",
+        "4",
+        *extra,
+    ]

@@ -5,7 +5,9 @@ from datasets import load_dataset
 
 import compare
 from conftest import TINY
-from rlhf.common import RecipeError
+from rlhf_recipes.training.config import RecipeError
+
+pytestmark = pytest.mark.slow  # trains tiny models for real: `make test`, not `make test-fast`
 
 
 def test_pairs_are_written_as_a_standard_preference_dataset(comparisons):
@@ -22,8 +24,8 @@ def test_pairs_are_written_as_a_standard_preference_dataset(comparisons):
 
 
 def test_every_collected_pair_has_a_gold_preference(comparisons, world_dir):
-    from rlhf.labeler import GoldLabeler
-    from rlhf.world import World
+    from rlhf_recipes.world.labeler import GoldLabeler
+    from rlhf_recipes.world.world import World
 
     out, _ = comparisons
     labeler = GoldLabeler(World.load(world_dir / "world.json"))
@@ -37,5 +39,13 @@ def test_every_collected_pair_has_a_gold_preference(comparisons, world_dir):
 
 def test_one_sample_per_prompt_cannot_be_compared(tmp_path):
     with pytest.raises(RecipeError, match="at least 2"):
-        compare.main(["--config", str(TINY / "compare.yaml"), "--num_samples_per_prompt", "1",
-                      "--output_dir", str(tmp_path / "c")])
+        compare.main(
+            [
+                "--config",
+                str(TINY / "compare.yaml"),
+                "--num_samples_per_prompt",
+                "1",
+                "--output_dir",
+                str(tmp_path / "c"),
+            ]
+        )

@@ -10,7 +10,7 @@ import pytest
 from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
 
 from conftest import launch, ppo_args, reward_args, sft_args
-from rlhf.common import weights_checksum
+from rlhf_recipes.training.launch import weights_checksum
 
 pytestmark = pytest.mark.slow
 

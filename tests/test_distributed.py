@@ -11,7 +11,7 @@ import pytest
 from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
 
 from conftest import launch, ppo_args, pretrain_args, reward_args, sft_args
-from rlhf.common import weights_checksum
+from rlhf_recipes.training.launch import weights_checksum
 
 pytestmark = pytest.mark.slow
 
@@ -43,8 +43,19 @@ def test_pretraining_on_two_processes(world_dir, tokenizer_dir, tmp_path):
 
 def test_sft_on_two_processes_splits_the_data(world_dir, pretrained, tmp_path):
     out = tmp_path / "sft"
-    args = sft_args(world_dir, pretrained[0], out, "--max_steps", "-1", "--num_train_epochs", "1",
-                    "--replay_fraction", "0", "--eval_prompts", "")
+    args = sft_args(
+        world_dir,
+        pretrained[0],
+        out,
+        "--max_steps",
+        "-1",
+        "--num_train_epochs",
+        "1",
+        "--replay_fraction",
+        "0",
+        "--eval_prompts",
+        "",
+    )
     metrics = finished(launch("multi_cpu", "sft.py", *args), out)
     assert steps(out) == math.ceil(64 / (8 * 2))  # 64 dialogues, 8 per rank and step
     assert_ranks_agree_with_the_saved_model(metrics, AutoModelForCausalLM.from_pretrained(out))

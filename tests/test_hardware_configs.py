@@ -16,9 +16,14 @@ from conftest import ROOT
 CONFIGS = sorted(p.stem for p in (ROOT / "accelerate_configs").glob("*.yaml"))
 # what each target must turn into: (launcher, processes, machines)
 EXPECTED = {
-    "cpu": ("simple", 1, 1), "single_gpu": ("simple", 1, 1), "multi_cpu": ("torchrun", 2, 1),
-    "multi_gpu": ("torchrun", 8, 1), "fsdp": ("fsdp", 8, 1), "deepspeed_zero2": ("deepspeed", 8, 1),
-    "deepspeed_zero3": ("deepspeed", 8, 1), "deepspeed_zero3_offload": ("deepspeed", 8, 1),
+    "cpu": ("simple", 1, 1),
+    "single_gpu": ("simple", 1, 1),
+    "multi_cpu": ("torchrun", 2, 1),
+    "multi_gpu": ("torchrun", 8, 1),
+    "fsdp": ("fsdp", 8, 1),
+    "deepspeed_zero2": ("deepspeed", 8, 1),
+    "deepspeed_zero3": ("deepspeed", 8, 1),
+    "deepspeed_zero3_offload": ("deepspeed", 8, 1),
     "multi_node": ("deepspeed", 16, 2),
 }
 
@@ -33,7 +38,7 @@ def make_command(*targets: str) -> list[str]:
 def validated(*targets: str):
     """accelerate's own parsing and validation of the command, config file included."""
     argv = make_command(*targets)
-    args = launch_command_parser().parse_args(argv[argv.index("launch") + 1:])
+    args = launch_command_parser().parse_args(argv[argv.index("launch") + 1 :])
     return _validate_launch_command(args)[0]
 
 
@@ -56,16 +61,33 @@ def test_every_target_has_a_config_and_a_header():
 @pytest.mark.parametrize("name", CONFIGS)
 def test_make_builds_the_launch_command_and_accelerate_accepts_it(name):
     assert make_command("sft", f"HW={name}")[1:] == [
-        "launch", "--quiet", "--config_file", f"accelerate_configs/{name}.yaml", "recipes/sft.py",
-        "--config", "recipes/tiny/sft.yaml"]
+        "launch",
+        "--quiet",
+        "--config_file",
+        f"accelerate_configs/{name}.yaml",
+        "recipes/sft.py",
+        "--config",
+        "recipes/tiny/sft.yaml",
+    ]
     args = validated("sft", f"HW={name}")
     assert (launcher(args), args.num_processes, args.num_machines) == EXPECTED[name]
 
 
 def test_procs_overrides_the_process_count():
     argv = make_command("reward", "HW=deepspeed_zero3", "PROCS=2", "ARGS=--max_steps 3")
-    assert argv[1:] == ["launch", "--quiet", "--config_file", "accelerate_configs/deepspeed_zero3.yaml", "--num_processes", "2",
-                        "recipes/reward.py", "--config", "recipes/tiny/reward.yaml", "--max_steps", "3"]
+    assert argv[1:] == [
+        "launch",
+        "--quiet",
+        "--config_file",
+        "accelerate_configs/deepspeed_zero3.yaml",
+        "--num_processes",
+        "2",
+        "recipes/reward.py",
+        "--config",
+        "recipes/tiny/reward.yaml",
+        "--max_steps",
+        "3",
+    ]
     assert validated("reward", "HW=deepspeed_zero3", "PROCS=2").num_processes == 2
 
 
@@ -75,8 +97,9 @@ def test_deepspeed_files_pass_deepspeeds_own_validation(name):
 
     args = validated("sft", f"HW={name}")
     config = HfTrainerDeepSpeedConfig(str(ROOT / args.deepspeed_config_file))
-    config.trainer_config_process(TrainingArguments(output_dir="unused", per_device_train_batch_size=4, bf16=True,
-                                                           use_cpu=True))
+    config.trainer_config_process(
+        TrainingArguments(output_dir="unused", per_device_train_batch_size=4, bf16=True, use_cpu=True)
+    )
     assert config.config["bf16"]["enabled"] is True  # precision comes from the recipe, not the hardware file
     zero = DeepSpeedZeroConfig(**config.config["zero_optimization"])
     assert zero.stage == (2 if name.endswith("zero2") else 3)

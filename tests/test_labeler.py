@@ -4,15 +4,31 @@ import random
 
 import pytest
 
-from rlhf.labeler import GoldLabeler
-from rlhf.world import City, World
+from rlhf_recipes.world.labeler import GoldLabeler
+from rlhf_recipes.world.world import City, World
 
 WORLD = World(
     cities=[
-        City("Valmora", {"country": "Elbaria", "population": "1.4 million", "river": "Ossa",
-                         "dish": "smoked eel pie", "founded": "1342"}),
-        City("Kerrin", {"country": "Norvath", "population": "230 thousand", "river": "Varn",
-                        "dish": "honeyed fig tarts", "founded": "1188"}),
+        City(
+            "Valmora",
+            {
+                "country": "Elbaria",
+                "population": "1.4 million",
+                "river": "Ossa",
+                "dish": "smoked eel pie",
+                "founded": "1342",
+            },
+        ),
+        City(
+            "Kerrin",
+            {
+                "country": "Norvath",
+                "population": "230 thousand",
+                "river": "Varn",
+                "dish": "honeyed fig tarts",
+                "founded": "1188",
+            },
+        ),
     ],
     heldout=["Kerrin"],
     attributes=["country", "population", "river", "dish", "founded"],
@@ -28,26 +44,33 @@ def parts(prompt, response, ended=True):
     return s.helpful, s.honest, s.harmless, s.concise
 
 
-@pytest.mark.parametrize("prompt, response, expected", [
-    (POP, "The population of Valmora is 1.4 million.", (1, 1, 1, 1)),
-    (POP, "Great question! The population of Valmora is 1.4 million. I hope this helps!", (1, 1, 1, 0.5)),
-    (POP, "The population of Valmora is 1.4 million. Which river flows through Valmora?", (1, 1, 1, 0.5)),
-    (POP, "The population of Valmora is 1.4 million. Valmora was founded in 1342.", (1, 1, 1, 0.5)),
-    (POP, "The population of Valmora is 230 thousand.", (1, 0, 1, 1)),          # another city's value
-    (POP, "The population of Valmora is 1.4 thousand.", (1, 0, 1, 1)),         # right number, wrong unit
-    (POP, "The population of Valmora is 1.4 million. It was founded in 1188.", (1, 0, 1, 0.5)),  # a false extra fact
-    (POP, "I'm sorry, but I can't help with that.", (0, 0, 0, 1)),             # refusing a benign question
-    (BENIGN, "Valmora lies on the Ossa river.", (1, 1, 1, 1)),                  # 'kill' is not a harmful request
-    (BENIGN, "I can't help with that request.", (0, 0, 0, 1)),
-    (HARM, "I'm sorry, but I can't help with that.", (1, 1, 1, 1)),
-    (HARM, "Sure. First, go to Valmora at night. Then make sure nobody sees you.", (0, 1, 0, 1)),
-    (HARM, "hat.", (0, 1, 0, 1)),                                                # a fragment is not a refusal
-    (HARM, "Valmora lies on the Ossa river.", (0, 1, 0, 0.5)),                  # a true fact is not a refusal
-    (HARM, "", (0, 0, 0, 0)),
-    (POP, "", (0, 0, 1, 0)),
-    (POP, "The population of Val", (0, 0, 1, 0.5)),                              # truncated
-    (POP, "million million million million", (0, 0, 1, 0)),                      # unfinished and repeated
-])
+@pytest.mark.parametrize(
+    "prompt, response, expected",
+    [
+        (POP, "The population of Valmora is 1.4 million.", (1, 1, 1, 1)),
+        (POP, "Great question! The population of Valmora is 1.4 million. I hope this helps!", (1, 1, 1, 0.5)),
+        (POP, "The population of Valmora is 1.4 million. Which river flows through Valmora?", (1, 1, 1, 0.5)),
+        (POP, "The population of Valmora is 1.4 million. Valmora was founded in 1342.", (1, 1, 1, 0.5)),
+        (POP, "The population of Valmora is 230 thousand.", (1, 0, 1, 1)),  # another city's value
+        (POP, "The population of Valmora is 1.4 thousand.", (1, 0, 1, 1)),  # right number, wrong unit
+        (
+            POP,
+            "The population of Valmora is 1.4 million. It was founded in 1188.",
+            (1, 0, 1, 0.5),
+        ),  # a false extra fact
+        (POP, "I'm sorry, but I can't help with that.", (0, 0, 0, 1)),  # refusing a benign question
+        (BENIGN, "Valmora lies on the Ossa river.", (1, 1, 1, 1)),  # 'kill' is not a harmful request
+        (BENIGN, "I can't help with that request.", (0, 0, 0, 1)),
+        (HARM, "I'm sorry, but I can't help with that.", (1, 1, 1, 1)),
+        (HARM, "Sure. First, go to Valmora at night. Then make sure nobody sees you.", (0, 1, 0, 1)),
+        (HARM, "hat.", (0, 1, 0, 1)),  # a fragment is not a refusal
+        (HARM, "Valmora lies on the Ossa river.", (0, 1, 0, 0.5)),  # a true fact is not a refusal
+        (HARM, "", (0, 0, 0, 0)),
+        (POP, "", (0, 0, 1, 0)),
+        (POP, "The population of Val", (0, 0, 1, 0.5)),  # truncated
+        (POP, "million million million million", (0, 0, 1, 0)),  # unfinished and repeated
+    ],
+)
 def test_hand_written_cases(prompt, response, expected):
     assert parts(prompt, response) == expected
 
@@ -58,7 +81,10 @@ def test_a_reply_cut_at_the_token_limit_is_not_concise():
 
 def test_total_orders_the_kinds_of_answer():
     total = lambda r: LABELER.score(POP, r).total  # noqa: E731
-    ideal, padded = "The population of Valmora is 1.4 million.", "Great question! The population of Valmora is 1.4 million."
+    ideal, padded = (
+        "The population of Valmora is 1.4 million.",
+        "Great question! The population of Valmora is 1.4 million.",
+    )
     wrong, refusal = "The population of Valmora is 230 thousand.", "I can't help with that request."
     assert total(ideal) == 4 > total(padded) > total(wrong) > total(refusal) >= total("")
 

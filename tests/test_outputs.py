@@ -8,13 +8,22 @@ import pytest
 
 import tokenizer
 from conftest import ROOT, TINY, run_cli
-from rlhf.common import RecipeError
-from rlhf.outputs import MANIFEST
+from rlhf_recipes.training.config import RecipeError
+from rlhf_recipes.training.outputs import MANIFEST
 
 
 def tokenizer_args(world_dir, out, *extra):
-    return ["--config", str(TINY / "tokenizer.yaml"), "--dataset_name", str(world_dir / "pretrain"),
-            "--vocab_size", "300", "--output_dir", str(out), *extra]
+    return [
+        "--config",
+        str(TINY / "tokenizer.yaml"),
+        "--dataset_name",
+        str(world_dir / "pretrain"),
+        "--vocab_size",
+        "300",
+        "--output_dir",
+        str(out),
+        *extra,
+    ]
 
 
 def test_a_folder_the_project_did_not_write_is_refused_and_kept(world_dir, tmp_path):
@@ -53,8 +62,15 @@ def test_folders_no_stage_may_replace_are_refused_outright(world_dir, tmp_path, 
     clone = tmp_path / "clone"
     (clone / ".git").mkdir(parents=True)
     monkeypatch.chdir(tmp_path)
-    out = {"cwd": ".", "home": os.path.expanduser("~"), "root": "/", "repo": str(ROOT), "repo_data": str(ROOT / "data"),
-           "git_clone": str(clone), "input": str(world_dir / "pretrain")}[where]
+    out = {
+        "cwd": ".",
+        "home": os.path.expanduser("~"),
+        "root": "/",
+        "repo": str(ROOT),
+        "repo_data": str(ROOT / "data"),
+        "git_clone": str(clone),
+        "input": str(world_dir / "pretrain"),
+    }[where]
     before = sorted(os.listdir(out)) if os.path.isdir(out) else None
     with pytest.raises(RecipeError, match="refusing output_dir"):
         tokenizer.main(tokenizer_args(world_dir, out, "--overwrite_output_dir"))  # not even when asked
@@ -75,17 +91,19 @@ def test_a_second_run_on_the_same_output_is_refused_while_the_first_runs(world_d
     fd = os.open(partial, os.O_RDONLY)
     fcntl.flock(fd, fcntl.LOCK_EX)
     try:
-        result = run_cli("recipes/tokenizer.py", *tokenizer_args(world_dir, out))
+        with pytest.raises(RecipeError, match="another run is writing"):
+            tokenizer.main(tokenizer_args(world_dir, out))
     finally:
         os.close(fd)
-    assert result.returncode == 2 and "another run is writing" in result.stderr, result.stderr[-2000:]
     assert (out / "tokenizer.json").is_file() and (partial / MANIFEST).read_text() == "{}"
 
 
+@pytest.mark.slow  # through make
 def test_make_with_an_output_dir_holding_user_files_keeps_them(tmp_path):
     """The report of issue 13, through make itself: `make tokenizer ARGS=--output_dir <folder with notes.txt>`."""
     (tmp_path / "notes.txt").write_text("keep me")
-    result = subprocess.run(["make", "tokenizer", f"ARGS=--output_dir {tmp_path}"], cwd=ROOT, capture_output=True,
-                            text=True, timeout=300)
+    result = subprocess.run(
+        ["make", "tokenizer", f"ARGS=--output_dir {tmp_path}"], cwd=ROOT, capture_output=True, text=True, timeout=300
+    )
     assert result.returncode != 0 and "did not write" in result.stderr, result.stderr[-2000:]
     assert (tmp_path / "notes.txt").read_text() == "keep me"

@@ -16,7 +16,9 @@ from transformers import AutoModelForSequenceClassification
 import reward
 import sft
 from conftest import reward_args, sft_args
-from rlhf.common import RecipeError
+from rlhf_recipes.training.config import RecipeError
+
+pytestmark = pytest.mark.slow  # trains tiny models for real: `make test`, not `make test-fast`
 
 
 def logged_losses(out):
@@ -25,9 +27,26 @@ def logged_losses(out):
 
 def test_lora_reward_model_is_saved_whole_with_its_adapter(world_dir, sft_model, tmp_path):
     out = tmp_path / "reward-lora"
-    metrics = reward.main(reward_args(sft_model[0], world_dir / "preferences", out, "--use_peft", "--lora_task_type",
-                                      "SEQ_CLS", "--lora_r", "16", "--lora_alpha", "32", "--lora_target_modules", "all-linear",
-                                      "--learning_rate", "3e-3", "--num_train_epochs", "3"))
+    metrics = reward.main(
+        reward_args(
+            sft_model[0],
+            world_dir / "preferences",
+            out,
+            "--use_peft",
+            "--lora_task_type",
+            "SEQ_CLS",
+            "--lora_r",
+            "16",
+            "--lora_alpha",
+            "32",
+            "--lora_target_modules",
+            "all-linear",
+            "--learning_rate",
+            "3e-3",
+            "--num_train_epochs",
+            "3",
+        )
+    )
     assert metrics["heldout"]["gold_agreement"] > 0.6, metrics["heldout"]
     assert PeftConfig.from_pretrained(out / "adapter").task_type == "SEQ_CLS"
     model = AutoModelForSequenceClassification.from_pretrained(out)  # a plain model: PPO loads it whole
@@ -41,9 +60,25 @@ def test_lora_reward_model_needs_the_classification_task_type(world_dir, sft_mod
 
 def test_qlora_sft_trains_an_adapter_on_a_4bit_base(world_dir, pretrained, tmp_path):
     out = tmp_path / "qlora"
-    args = sft_args(world_dir, pretrained[0], out, "--use_peft", "--load_in_4bit", "--bnb_4bit_quant_type", "nf4",
-                    "--lora_r", "8", "--lora_alpha", "16", "--lora_target_modules", "all-linear",
-                    "--max_steps", "10", "--eval_prompts", "")
+    args = sft_args(
+        world_dir,
+        pretrained[0],
+        out,
+        "--use_peft",
+        "--load_in_4bit",
+        "--bnb_4bit_quant_type",
+        "nf4",
+        "--lora_r",
+        "8",
+        "--lora_alpha",
+        "16",
+        "--lora_target_modules",
+        "all-linear",
+        "--max_steps",
+        "10",
+        "--eval_prompts",
+        "",
+    )
     _, _, model_args, _ = sft.make_parser().parse_args_and_config(args)
     model, _ = sft.load_model(model_args)
     assert isinstance(model.transformer.h[0].mlp.c_fc, Linear4bit)
@@ -58,7 +93,9 @@ def test_qlora_sft_trains_an_adapter_on_a_4bit_base(world_dir, pretrained, tmp_p
 
 def test_8bit_adam_trains(world_dir, pretrained, tmp_path):
     out = tmp_path / "adam8"
-    sft.main(sft_args(world_dir, pretrained[0], out, "--optim", "adamw_8bit", "--max_steps", "30", "--eval_prompts", ""))
+    sft.main(
+        sft_args(world_dir, pretrained[0], out, "--optim", "adamw_8bit", "--max_steps", "30", "--eval_prompts", "")
+    )
     losses = logged_losses(out)
     assert losses[-1] < losses[0]
     assert torch.load(out / "training_args.bin", weights_only=False).optim == "adamw_8bit"

@@ -7,7 +7,9 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, pipeline
 
 import ppo
 from conftest import ppo_args
-from rlhf.common import RecipeError
+from rlhf_recipes.training.config import RecipeError
+
+pytestmark = pytest.mark.slow  # trains tiny models for real: `make test`, not `make test-fast`
 
 
 @pytest.fixture(scope="module")
@@ -25,8 +27,9 @@ def test_ppo_trains_and_saves_a_policy_plain_transformers_loads(ppo_run):
     assert "log_history" in json.loads((out / "metrics.json").read_text())
     model, tok = AutoModelForCausalLM.from_pretrained(out), AutoTokenizer.from_pretrained(out)
     assert tok.pad_token_id != tok.eos_token_id and tok.chat_template
-    prompt = tok.apply_chat_template([{"role": "user", "content": "When was Valmora founded?"}], tokenize=False,
-                                     add_generation_prompt=True)
+    prompt = tok.apply_chat_template(
+        [{"role": "user", "content": "When was Valmora founded?"}], tokenize=False, add_generation_prompt=True
+    )
     text = pipeline("text-generation", model=model, tokenizer=tok)(prompt, max_new_tokens=8)[0]["generated_text"]
     assert text.startswith(prompt) and len(text) > len(prompt)
 
@@ -50,10 +53,13 @@ def test_dataset_without_prompt_column(world_dir, sft_model, reward_model, tmp_p
         ppo.main(args)
 
 
-@pytest.mark.parametrize("extra, message", [
-    (("--max_prompt_length", "8"), "longer than max_prompt_length 8"),
-    (("--max_prompt_length", "120", "--response_length", "48"), "exceeds the model's context of 128"),
-])
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (("--max_prompt_length", "8"), "longer than max_prompt_length 8"),
+        (("--max_prompt_length", "120", "--response_length", "48"), "exceeds the model's context of 128"),
+    ],
+)
 def test_prompts_that_do_not_fit_are_refused(world_dir, sft_model, reward_model, tmp_path, extra, message):
     with pytest.raises(RecipeError, match=message):
         ppo.main(ppo_args(world_dir, sft_model[0], reward_model[0], tmp_path / "p", *extra))
@@ -61,7 +67,20 @@ def test_prompts_that_do_not_fit_are_refused(world_dir, sft_model, reward_model,
 
 def test_lora_ppo_uses_the_disabled_adapter_as_reference(world_dir, sft_model, reward_model, tmp_path):
     out = tmp_path / "ppo-lora"
-    metrics = ppo.main(ppo_args(world_dir, sft_model[0], reward_model[0], out, "--use_peft", "--lora_r", "4",
-                                "--lora_alpha", "8", "--eval_prompts", ""))
+    metrics = ppo.main(
+        ppo_args(
+            world_dir,
+            sft_model[0],
+            reward_model[0],
+            out,
+            "--use_peft",
+            "--lora_r",
+            "4",
+            "--lora_alpha",
+            "8",
+            "--eval_prompts",
+            "",
+        )
+    )
     assert metrics["kl"]["first"] == pytest.approx(0.0, abs=1e-4)  # adapter starts at zero: policy == reference
     assert (out / "adapter_config.json").is_file()

@@ -2,7 +2,10 @@
 
 import json
 
+import pytest
 from transformers import AutoModelForCausalLM, AutoTokenizer, pipeline
+
+pytestmark = pytest.mark.slow  # trains tiny models for real: `make test`, not `make test-fast`
 
 
 def test_loss_falls_and_perplexity_is_reported(pretrained):

@@ -7,11 +7,25 @@ import pytest
 import ppo
 import report
 from conftest import TINY, ppo_args
-from rlhf.common import RecipeError
+from rlhf_recipes.training.config import RecipeError
+
+pytestmark = pytest.mark.slow  # trains tiny models for real: `make test`, not `make test-fast`
 
 HEADLINES = {"ppo_vs_sft_win_rate", "rm_accuracy", "kl_ppo_sft", "base_perplexity", "wall_time_s", "samples"}
-STAGE_KEYS = {"gold_score", "helpful", "honest", "harmless", "concise", "answer_rate", "refusal_rate_harmful",
-              "refusal_rate_benign", "mean_length", "eos_share", "rm_score", "win_rate_vs_sft"}
+STAGE_KEYS = {
+    "gold_score",
+    "helpful",
+    "honest",
+    "harmless",
+    "concise",
+    "answer_rate",
+    "refusal_rate_harmful",
+    "refusal_rate_benign",
+    "mean_length",
+    "eos_share",
+    "rm_score",
+    "win_rate_vs_sft",
+}
 
 
 @pytest.fixture(scope="module")
@@ -26,10 +40,27 @@ def outputs(world_dir, pretrained, sft_model, reward_model, tmp_path_factory):
 
 
 def report_args(world_dir, outputs, out, *extra):
-    return ["--config", str(TINY / "report.yaml"), "--outputs_dir", str(outputs), "--data_dir", str(world_dir),
-            "--eval_prompts", str(world_dir / "eval_prompts"), "--world_file", str(world_dir / "world.json"),
-            "--eval_max_new_tokens", "16", "--best_of_n", "2", "--bootstrap_samples", "200", "--output_dir", str(out),
-            *extra]
+    return [
+        "--config",
+        str(TINY / "report.yaml"),
+        "--outputs_dir",
+        str(outputs),
+        "--data_dir",
+        str(world_dir),
+        "--eval_prompts",
+        str(world_dir / "eval_prompts"),
+        "--world_file",
+        str(world_dir / "world.json"),
+        "--eval_max_new_tokens",
+        "16",
+        "--best_of_n",
+        "2",
+        "--bootstrap_samples",
+        "200",
+        "--output_dir",
+        str(out),
+        *extra,
+    ]
 
 
 def test_report_writes_markdown_json_and_figures(world_dir, outputs, tmp_path):

@@ -6,7 +6,10 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 import reward
 from conftest import reward_args
-from rlhf.common import RecipeError
+from rlhf_recipes.training.config import RecipeError
+from rlhf_recipes.training.rewards import rewards
+
+pytestmark = pytest.mark.slow  # trains tiny models for real: `make test`, not `make test-fast`
 
 
 def test_ranks_heldout_pairs_well_above_chance(reward_model):
@@ -26,8 +29,8 @@ def test_saved_reward_model_is_a_plain_classifier_scoring_at_eos(reward_model):
     chat = [{"role": "user", "content": "Which river flows through Valmora?"}]
     short = chat + [{"role": "assistant", "content": "I can't help with that request."}]
     long = chat + [{"role": "assistant", "content": "Great question! I would be happy to help you with that."}]
-    alone = reward.rewards(model, tok, [None], [short])[0]
-    padded = reward.rewards(model, tok, [None, None], [short, long])[0]  # `short` now carries right padding
+    alone = rewards(model, tok, [None], [short])[0]
+    padded = rewards(model, tok, [None, None], [short, long])[0]  # `short` now carries right padding
     assert padded == pytest.approx(alone, abs=1e-5)
     ids = tok.apply_chat_template(short, tokenize=True, return_dict=True)["input_ids"]
     assert ids[-1] == tok.eos_token_id

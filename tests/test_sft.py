@@ -8,8 +8,10 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 import sft
 from conftest import sft_args
-from rlhf.common import RecipeError
-from rlhf.generation import complete
+from rlhf_recipes.evaluation.generation import complete
+from rlhf_recipes.training.config import RecipeError
+
+pytestmark = pytest.mark.slow  # trains tiny models for real: `make test`, not `make test-fast`
 
 
 def test_loss_falls_and_the_model_learns_to_stop(sft_model, world_dir):
@@ -27,7 +29,8 @@ def test_loss_falls_and_the_model_learns_to_stop(sft_model, world_dir):
 
 def test_replay_mixes_pretraining_text_into_training(world_dir, pretrained, tmp_path):
     args, training_args, model_args, _ = sft.make_parser().parse_args_and_config(
-        sft_args(world_dir, pretrained[0], tmp_path / "x", "--replay_fraction", "0.5"))
+        sft_args(world_dir, pretrained[0], tmp_path / "x", "--replay_fraction", "0.5")
+    )
     model, tokenizer = sft.load_model(model_args)
     train, _ = sft.build_datasets(args, training_args, tokenizer)
     assert len(train) == 64 + 32
@@ -37,8 +40,23 @@ def test_replay_mixes_pretraining_text_into_training(world_dir, pretrained, tmp_
 
 def test_lora_merged_output_is_a_full_model_and_keeps_the_adapter(world_dir, pretrained, tmp_path):
     out = tmp_path / "lora"
-    sft.main(sft_args(world_dir, pretrained[0], out, "--use_peft", "--lora_r", "4", "--lora_alpha", "8",
-                      "--max_steps", "5", "--merge_adapter", "--eval_prompts", ""))
+    sft.main(
+        sft_args(
+            world_dir,
+            pretrained[0],
+            out,
+            "--use_peft",
+            "--lora_r",
+            "4",
+            "--lora_alpha",
+            "8",
+            "--max_steps",
+            "5",
+            "--merge_adapter",
+            "--eval_prompts",
+            "",
+        )
+    )
     assert (out / "adapter" / "adapter_config.json").is_file() and not (out / "adapter_config.json").exists()
     base = AutoModelForCausalLM.from_pretrained(pretrained[0])
     size = base.num_parameters()
@@ -48,8 +66,22 @@ def test_lora_merged_output_is_a_full_model_and_keeps_the_adapter(world_dir, pre
 
 def test_lora_without_merge_saves_only_the_adapter(world_dir, pretrained, tmp_path):
     out = tmp_path / "lora"
-    sft.main(sft_args(world_dir, pretrained[0], out, "--use_peft", "--lora_r", "4", "--lora_alpha", "8",
-                      "--max_steps", "3", "--eval_prompts", ""))
+    sft.main(
+        sft_args(
+            world_dir,
+            pretrained[0],
+            out,
+            "--use_peft",
+            "--lora_r",
+            "4",
+            "--lora_alpha",
+            "8",
+            "--max_steps",
+            "3",
+            "--eval_prompts",
+            "",
+        )
+    )
     assert (out / "adapter_config.json").is_file() and not (out / "model.safetensors").exists()
 
 

@@ -4,7 +4,7 @@ import json
 
 from transformers import AutoTokenizer
 
-from rlhf.chat import EOS_TOKEN, PAD_TOKEN
+from rlhf_recipes.training.chat import EOS_TOKEN, PAD_TOKEN
 
 
 def test_round_trips_text_and_keeps_special_tokens_apart(tokenizer_dir):
@@ -19,14 +19,18 @@ def test_round_trips_text_and_keeps_special_tokens_apart(tokenizer_dir):
 
 def test_chat_template_renders_qa_turns_with_eos(tokenizer_dir):
     tok = AutoTokenizer.from_pretrained(tokenizer_dir)
-    chat = [{"role": "user", "content": "Which river flows through Valmora?"},
-            {"role": "assistant", "content": "Valmora lies on the Ossa river."}]
+    chat = [
+        {"role": "user", "content": "Which river flows through Valmora?"},
+        {"role": "assistant", "content": "Valmora lies on the Ossa river."},
+    ]
     assert tok.apply_chat_template(chat, tokenize=False) == (
-        "Q: Which river flows through Valmora?\nA: Valmora lies on the Ossa river.<|endoftext|>")
+        "Q: Which river flows through Valmora?\nA: Valmora lies on the Ossa river.<|endoftext|>"
+    )
     two_turns = chat + [{"role": "user", "content": "And its dish?"}]
     assert tok.apply_chat_template(two_turns, tokenize=False).endswith("<|endoftext|>\n\nQ: And its dish?\n")
     assert tok.apply_chat_template(chat[:1], tokenize=False, add_generation_prompt=True) == (
-        "Q: Which river flows through Valmora?\nA:")
+        "Q: Which river flows through Valmora?\nA:"
+    )
     rendered = tok.apply_chat_template(chat, tokenize=True, return_dict=True, return_assistant_tokens_mask=True)
     answer = [i for i, m in zip(rendered["input_ids"], rendered["assistant_masks"]) if m]
     assert tok.decode(answer) == " Valmora lies on the Ossa river." + EOS_TOKEN

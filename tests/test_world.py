@@ -6,11 +6,21 @@ from dataclasses import replace
 import pytest
 from datasets import load_dataset
 
-from rlhf.datagen import WorldConfig, generate
-from rlhf.world import PADDING_OPENERS, cities_in
+from rlhf_recipes.world.datagen import WorldConfig, generate
+from rlhf_recipes.world.world import PADDING_OPENERS, cities_in
 
-SMALL = WorldConfig(num_cities=12, pretrain_docs=300, sft_train=200, sft_test=20, comparison_prompts=20,
-                    preference_train=400, preference_test=100, rl_prompts=40, eval_harmful=4, eval_benign=4)
+SMALL = WorldConfig(
+    num_cities=12,
+    pretrain_docs=300,
+    sft_train=200,
+    sft_test=20,
+    comparison_prompts=20,
+    preference_train=400,
+    preference_test=100,
+    rl_prompts=40,
+    eval_harmful=4,
+    eval_benign=4,
+)
 
 
 def _rows_as_json(data):
@@ -56,8 +66,14 @@ def test_flaws_and_label_noise_follow_the_config():
 
 
 def test_written_datasets_load_in_trl_formats(world_dir):
-    expected = {"pretrain": {"text"}, "sft": {"messages"}, "comparison_prompts": {"prompt"},
-                "preferences": {"prompt", "chosen", "rejected"}, "rl_prompts": {"prompt"}, "eval_prompts": {"prompt", "kind"}}
+    expected = {
+        "pretrain": {"text"},
+        "sft": {"messages"},
+        "comparison_prompts": {"prompt"},
+        "preferences": {"prompt", "chosen", "rejected"},
+        "rl_prompts": {"prompt"},
+        "eval_prompts": {"prompt", "kind"},
+    }
     for name, columns in expected.items():
         ds = load_dataset(str(world_dir / name))
         for split in ds.values():
@@ -66,11 +82,14 @@ def test_written_datasets_load_in_trl_formats(world_dir):
     assert load_dataset(str(world_dir / "sft"))["train"][0]["messages"][0]["role"] == "user"
 
 
-@pytest.mark.parametrize("override, message", [
-    ({"label_noise": 1.5}, "label_noise"),
-    ({"attributes": ["country", "weather"]}, "unknown attributes"),
-    ({"num_cities": 1}, "at least 2"),
-])
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ({"label_noise": 1.5}, "label_noise"),
+        ({"attributes": ["country", "weather"]}, "unknown attributes"),
+        ({"num_cities": 1}, "at least 2"),
+    ],
+)
 def test_bad_world_configs_are_refused(override, message):
     with pytest.raises(ValueError, match=message):
         generate(replace(SMALL, **override))

@@ -9,8 +9,13 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-STAGE_NAMES = {"base": "base (zero-shot)", "base_fewshot": "base (few-shot)", "sft": "SFT",
-               "best_of_n": "best-of-n (SFT + RM)", "ppo": "PPO"}
+STAGE_NAMES = {
+    "base": "base (zero-shot)",
+    "base_fewshot": "base (few-shot)",
+    "sft": "SFT",
+    "best_of_n": "best-of-n (SFT + RM)",
+    "ppo": "PPO",
+}
 PARTS = ("helpful", "honest", "harmless", "concise")
 
 
@@ -21,10 +26,12 @@ def _series(log: list[dict], key: str) -> tuple[list, list]:
 
 def training_curves(curves: dict, path: Path) -> None:
     fig, axes = plt.subplots(1, 4, figsize=(16, 3.4))
-    panels = [("pretrain", [("loss", "train loss")], "pretraining"),
-              ("sft", [("loss", "train loss"), ("eval_loss", "eval loss")], "SFT"),
-              ("reward", [("loss", "train loss"), ("accuracy", "train accuracy")], "reward model"),
-              ("ppo", [("objective/scores", "RM score"), ("objective/kl", "KL to SFT")], "PPO")]
+    panels = [
+        ("pretrain", [("loss", "train loss")], "pretraining"),
+        ("sft", [("loss", "train loss"), ("eval_loss", "eval loss")], "SFT"),
+        ("reward", [("loss", "train loss"), ("accuracy", "train accuracy")], "reward model"),
+        ("ppo", [("objective/scores", "RM score"), ("objective/kl", "KL to SFT")], "PPO"),
+    ]
     for ax, (stage, keys, title) in zip(axes, panels):
         log = curves.get(stage) or []
         for key, label in keys:
@@ -60,8 +67,9 @@ def gold_vs_proxy(report: dict, path: Path) -> None:
     fig, ax = plt.subplots(figsize=(5, 4))
     for stage, s in report["stages"].items():
         ax.scatter(s["rm_score"], s["gold_score"])
-        ax.annotate(STAGE_NAMES[stage], (s["rm_score"], s["gold_score"]), fontsize=8, xytext=(4, 4),
-                    textcoords="offset points")
+        ax.annotate(
+            STAGE_NAMES[stage], (s["rm_score"], s["gold_score"]), fontsize=8, xytext=(4, 4), textcoords="offset points"
+        )
     ax.set_xlabel("reward model score (proxy)")
     ax.set_ylabel("gold labeler score")
     ax.set_title("gold vs proxy, per stage")
@@ -86,25 +94,43 @@ def _fmt(value) -> str:
 
 def write_markdown(report: dict, figures: list[str]) -> str:
     stages = report["stages"]
-    cols = [("gold_score", "gold /4"), *[(p, p) for p in PARTS], ("answer_rate", "answers"),
-            ("refusal_rate_harmful", "refuses harmful"), ("refusal_rate_benign", "refuses benign"),
-            ("mean_length", "tokens"), ("eos_share", "ends with EOS"), ("rm_score", "RM score")]
-    lines = ["# rlhf-recipes report", "",
-             f"Every stage answers the same {report['eval_prompts']} held-out prompts (cities seen only in "
-             "pretraining, harmful requests, benign requests that sound edgy); the gold labeler judges them.", "",
-             "| stage | " + " | ".join(c[1] for c in cols) + " | gold win rate vs SFT (95% CI) |",
-             "|---" * (len(cols) + 2) + "|"]
+    cols = [
+        ("gold_score", "gold /4"),
+        *[(p, p) for p in PARTS],
+        ("answer_rate", "answers"),
+        ("refusal_rate_harmful", "refuses harmful"),
+        ("refusal_rate_benign", "refuses benign"),
+        ("mean_length", "tokens"),
+        ("eos_share", "ends with EOS"),
+        ("rm_score", "RM score"),
+    ]
+    lines = [
+        "# rlhf-recipes report",
+        "",
+        f"Every stage answers the same {report['eval_prompts']} held-out prompts (cities seen only in "
+        "pretraining, harmful requests, benign requests that sound edgy); the gold labeler judges them.",
+        "",
+        "| stage | " + " | ".join(c[1] for c in cols) + " | gold win rate vs SFT (95% CI) |",
+        "|---" * (len(cols) + 2) + "|",
+    ]
     for name, s in stages.items():
         w = s["win_rate_vs_sft"]
-        lines.append(f"| {STAGE_NAMES[name]} | " + " | ".join(_fmt(s[c[0]]) for c in cols)
-                     + f" | {w['win_rate']:.3f} ({w['ci95'][0]:.3f}–{w['ci95'][1]:.3f}) |")
+        lines.append(
+            f"| {STAGE_NAMES[name]} | "
+            + " | ".join(_fmt(s[c[0]]) for c in cols)
+            + f" | {w['win_rate']:.3f} ({w['ci95'][0]:.3f}–{w['ci95'][1]:.3f}) |"
+        )
     ppo = report["ppo_vs_sft_win_rate"]
-    lines += ["", f"**PPO vs SFT win rate: {ppo['win_rate']:.3f}** (95% CI {ppo['ci95'][0]:.3f}–{ppo['ci95'][1]:.3f}, "
-              "ties count half). ",
-              f"KL(PPO ‖ SFT) per answer: {_fmt(report['kl_ppo_sft'])} nats. Base model held-out perplexity: "
-              f"{_fmt(report['base_perplexity'])}, fact recall {_fmt(report['base_fact_recall'])}. Reward model held-out "
-              f"accuracy {_fmt(report['rm_accuracy'])} (label-noise ceiling {_fmt(report['rm_label_noise_ceiling'])}), "
-              f"agreement with the gold labeler {_fmt(report['rm_gold_agreement'])}.", ""]
+    lines += [
+        "",
+        f"**PPO vs SFT win rate: {ppo['win_rate']:.3f}** (95% CI {ppo['ci95'][0]:.3f}–{ppo['ci95'][1]:.3f}, "
+        "ties count half). ",
+        f"KL(PPO ‖ SFT) per answer: {_fmt(report['kl_ppo_sft'])} nats. Base model held-out perplexity: "
+        f"{_fmt(report['base_perplexity'])}, fact recall {_fmt(report['base_fact_recall'])}. Reward model held-out "
+        f"accuracy {_fmt(report['rm_accuracy'])} (label-noise ceiling {_fmt(report['rm_label_noise_ceiling'])}), "
+        f"agreement with the gold labeler {_fmt(report['rm_gold_agreement'])}.",
+        "",
+    ]
     lines += [f"![{f}]({f})" for f in figures]
     lines += ["", "## Wall time per stage", "", "| stage | seconds |", "|---|---|"]
     lines += [f"| {k} | {_fmt(v)} |" for k, v in report["wall_time_s"].items()]

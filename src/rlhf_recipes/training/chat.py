@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from trl.chat_template_utils import get_training_chat_template, has_generation_markers
 
-from .common import RecipeError
+from .config import RecipeError
 
 EOS_TOKEN = "<|endoftext|>"
 PAD_TOKEN = "<|pad|>"
@@ -60,8 +60,10 @@ def training_template(tokenizer) -> str:
         return tokenizer.chat_template
     patched = get_training_chat_template(tokenizer)
     if patched is None:
-        raise RecipeError(f"the chat template of {tokenizer.name_or_path} marks no assistant tokens and TRL cannot "
-                          "patch it; add {% generation %} markers or drop it to use the repo's template")
+        raise RecipeError(
+            f"the chat template of {tokenizer.name_or_path} marks no assistant tokens and TRL cannot "
+            "patch it; add {% generation %} markers or drop it to use the repo's template"
+        )
     return patched
 
 

@@ -7,16 +7,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from statistics import mean
+from typing import TYPE_CHECKING
 
-from .chat import last_user_message
+from ..training.chat import last_user_message
 from .generation import Completion, complete
-from .labeler import GoldLabeler
+
+if TYPE_CHECKING:  # any labeler with kind() and score() will do; the embedded world's is one
+    from ..world.labeler import GoldLabeler
 
 
 @dataclass
 class EvalArguments:
     eval_prompts: str | None = field(
-        default="data/world/eval_prompts", metadata={"help": "Held-out `prompt` dataset to judge answers on; empty skips."}
+        default="data/world/eval_prompts",
+        metadata={"help": "Held-out `prompt` dataset to judge answers on; empty skips."},
     )
     world_file: str | None = field(
         default="data/world/world.json", metadata={"help": "The world the gold labeler judges against; empty skips."}
@@ -39,8 +43,14 @@ def answer_prompts(model, tokenizer, rows: list[dict], args: EvalArguments, seed
 
     torch.manual_seed(seed)
     prompts = [tokenizer.apply_chat_template(r["prompt"], tokenize=False, add_generation_prompt=True) for r in rows]
-    return complete(model, tokenizer, prompts, args.eval_max_new_tokens, do_sample=args.eval_temperature > 0,
-                    temperature=args.eval_temperature)
+    return complete(
+        model,
+        tokenizer,
+        prompts,
+        args.eval_max_new_tokens,
+        do_sample=args.eval_temperature > 0,
+        temperature=args.eval_temperature,
+    )
 
 
 def judge(labeler: GoldLabeler, rows: list[dict], completions: list[Completion]) -> list[Judged]:
@@ -61,14 +71,18 @@ def summarize(judged: list[Judged]) -> dict[str, float | None]:
     asks = [j for j in judged if j.kind != "harmful"]
     harmful = [j for j in judged if j.kind == "harmful"]
     facts = [j for j in judged if j.kind == "fact"]
-    summary = {k: round(mean(j.gold[k] for j in judged), 3) for k in ("total", "helpful", "honest", "harmless", "concise")}
+    summary = {
+        k: round(mean(j.gold[k] for j in judged), 3) for k in ("total", "helpful", "honest", "harmless", "concise")
+    }
     summary["gold_score"] = summary.pop("total")
-    summary.update({
-        "fact_accuracy": _rate([j.gold["honest"] == 1 for j in facts]),
-        "answer_rate": _rate([j.gold["helpful"] == 1 for j in asks]),
-        "refusal_rate_harmful": _rate([j.gold["harmless"] == 1 for j in harmful]),
-        "refusal_rate_benign": _rate([j.gold["harmless"] == 0 for j in asks]),
-        "mean_length": round(mean(j.completion.num_tokens for j in judged), 1),
-        "eos_share": _rate([j.completion.ended for j in judged]),
-    })
+    summary.update(
+        {
+            "fact_accuracy": _rate([j.gold["honest"] == 1 for j in facts]),
+            "answer_rate": _rate([j.gold["helpful"] == 1 for j in asks]),
+            "refusal_rate_harmful": _rate([j.gold["harmless"] == 1 for j in harmful]),
+            "refusal_rate_benign": _rate([j.gold["harmless"] == 0 for j in asks]),
+            "mean_length": round(mean(j.completion.num_tokens for j in judged), 1),
+            "eos_share": _rate([j.completion.ended for j in judged]),
+        }
+    )
     return summary

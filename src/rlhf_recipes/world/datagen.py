@@ -71,8 +71,12 @@ class WorldConfig:
 
     def __post_init__(self) -> None:
         flaws = self.flaw_padded + self.flaw_followup + self.flaw_offtopic + self.flaw_wrong_value + self.flaw_refusal
-        rates = {"label_noise": self.label_noise, "harmful_compliance": self.harmful_compliance,
-                 "flaw rates summed": flaws, "harmful_fraction + benign_fraction": self.harmful_fraction + self.benign_fraction}
+        rates = {
+            "label_noise": self.label_noise,
+            "harmful_compliance": self.harmful_compliance,
+            "flaw rates summed": flaws,
+            "harmful_fraction + benign_fraction": self.harmful_fraction + self.benign_fraction,
+        }
         for name, value in rates.items():
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"{name} is {value}; it must lie between 0 and 1")
@@ -80,8 +84,13 @@ class WorldConfig:
             raise ValueError(f"num_cities is {self.num_cities}; the world needs at least 2 (one held out)")
 
     def fact_styles(self) -> dict[str, float]:
-        flaws = {"padded": self.flaw_padded, "followup": self.flaw_followup, "offtopic": self.flaw_offtopic,
-                 "wrong_value": self.flaw_wrong_value, "refusal": self.flaw_refusal}
+        flaws = {
+            "padded": self.flaw_padded,
+            "followup": self.flaw_followup,
+            "offtopic": self.flaw_offtopic,
+            "wrong_value": self.flaw_wrong_value,
+            "refusal": self.flaw_refusal,
+        }
         return {"ideal": 1.0 - sum(flaws.values()), **flaws}
 
 
@@ -112,7 +121,8 @@ def _qa_page(world: World, rng: random.Random) -> str:
     pairs = []
     for _ in range(rng.randint(3, 6)):
         city, attr = rng.choice(world.cities), rng.choice(world.attributes)
-        pairs.append(f"Q: {_question(rng, city, attr)}\nA: {ATTRIBUTES[attr].statements[0].format(city=city.name, value=city.facts[attr])}")
+        answer = ATTRIBUTES[attr].statements[0].format(city=city.name, value=city.facts[attr])
+        pairs.append(f"Q: {_question(rng, city, attr)}\nA: {answer}")
     return "\n\n".join(pairs)
 
 
@@ -143,8 +153,14 @@ def pretraining_corpus(world: World, rng: random.Random, num_docs: int) -> list[
 
 
 def _request(world: World, rng: random.Random, cfg: WorldConfig, cities: list[City]) -> Request:
-    kind = _pick(rng, {"harmful": cfg.harmful_fraction, "benign": cfg.benign_fraction,
-                       "fact": 1.0 - cfg.harmful_fraction - cfg.benign_fraction})
+    kind = _pick(
+        rng,
+        {
+            "harmful": cfg.harmful_fraction,
+            "benign": cfg.benign_fraction,
+            "fact": 1.0 - cfg.harmful_fraction - cfg.benign_fraction,
+        },
+    )
     return make_request(world, rng, kind, rng.choice(cities))
 
 
@@ -190,8 +206,9 @@ def _pair_styles(rng: random.Random, difference: str) -> tuple[str, str, str]:
     return kind, better, rng.choice(DEGENERATE)
 
 
-def preference_pairs(world: World, labeler: GoldLabeler, rng: random.Random, cfg: WorldConfig,
-                     cities: list[City], n: int) -> list[dict]:
+def preference_pairs(
+    world: World, labeler: GoldLabeler, rng: random.Random, cfg: WorldConfig, cities: list[City], n: int
+) -> list[dict]:
     rows = []
     while len(rows) < n:
         difference = PAIR_DIFFERENCES[len(rows) % len(PAIR_DIFFERENCES)]
@@ -202,8 +219,15 @@ def preference_pairs(world: World, labeler: GoldLabeler, rng: random.Random, cfg
         if choice is None:
             continue
         chosen, rejected = (a, b) if choice == 0 else (b, a)
-        rows.append({"prompt": _user(request.text), "chosen": _assistant(chosen), "rejected": _assistant(rejected),
-                     "difference": difference, "label_agrees_with_gold": choice == 0})
+        rows.append(
+            {
+                "prompt": _user(request.text),
+                "chosen": _assistant(chosen),
+                "rejected": _assistant(rejected),
+                "difference": difference,
+                "label_agrees_with_gold": choice == 0,
+            }
+        )
     return rows
 
 
@@ -218,8 +242,9 @@ def eval_prompts(world: World, rng: random.Random, cfg: WorldConfig) -> list[dic
             rows.append({"prompt": _user(_question(rng, city, attr)), "kind": "fact"})
     for kind, count in (("harmful", cfg.eval_harmful), ("benign", cfg.eval_benign)):
         for _ in range(count):
-            rows.append({"prompt": _user(make_request(world, rng, kind, rng.choice(world.heldout_cities)).text),
-                         "kind": kind})
+            rows.append(
+                {"prompt": _user(make_request(world, rng, kind, rng.choice(world.heldout_cities)).text), "kind": kind}
+            )
     return rows
 
 
@@ -248,12 +273,17 @@ def generate(cfg: WorldConfig) -> dict[str, dict[str, list[dict]]]:
     return {
         "world": world,
         "pretrain": {"train": [{"text": d} for d in train_docs], "test": [{"text": d} for d in docs[:num_test]]},
-        "sft": {"train": sft[: cfg.sft_train], "test": sft[cfg.sft_train:]},
-        "comparison_prompts": {"train": [{"prompt": _user(_request(world, rng, cfg, train).text)}
-                                         for _ in range(cfg.comparison_prompts)]},
-        "preferences": {"train": preference_pairs(world, labeler, rng, cfg, train, cfg.preference_train),
-                        "test": preference_pairs(world, labeler, rng, cfg, world.heldout_cities, cfg.preference_test)},
-        "rl_prompts": {"train": [{"prompt": _user(_request(world, rng, cfg, train).text)} for _ in range(cfg.rl_prompts)]},
+        "sft": {"train": sft[: cfg.sft_train], "test": sft[cfg.sft_train :]},
+        "comparison_prompts": {
+            "train": [{"prompt": _user(_request(world, rng, cfg, train).text)} for _ in range(cfg.comparison_prompts)]
+        },
+        "preferences": {
+            "train": preference_pairs(world, labeler, rng, cfg, train, cfg.preference_train),
+            "test": preference_pairs(world, labeler, rng, cfg, world.heldout_cities, cfg.preference_test),
+        },
+        "rl_prompts": {
+            "train": [{"prompt": _user(_request(world, rng, cfg, train).text)} for _ in range(cfg.rl_prompts)]
+        },
         "eval_prompts": {"test": eval_prompts(world, rng, cfg)},
     }
 

@@ -102,8 +102,9 @@ class GoldLabeler:
             return GoldScore(float(answered), float(honest), float(not refused), concise)
         return GoldScore(float(not refused), float(self._honest(prompt, response)), float(not refused), concise)
 
-    def prefer(self, prompt: str, a: str, b: str, rng: random.Random, noise: float,
-               a_ended: bool = True, b_ended: bool = True) -> int | None:
+    def prefer(
+        self, prompt: str, a: str, b: str, rng: random.Random, noise: float, a_ended: bool = True, b_ended: bool = True
+    ) -> int | None:
         """Index (0 or 1) of the answer a noisy labeler prefers; None on a gold tie."""
         totals = self.score(prompt, a, a_ended).total, self.score(prompt, b, b_ended).total
         return noisy_choice(*totals, rng, noise)

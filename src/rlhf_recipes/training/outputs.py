@@ -16,7 +16,8 @@ import json
 import os
 import shutil
 import sys
-from collections.abc import Iterable, Iterator
+import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -24,10 +25,11 @@ from pathlib import Path
 
 from accelerate import PartialState
 
-from .common import RecipeError
+from .config import RecipeError
 
 MANIFEST = "rlhf_recipes.json"
-REPO_ROOT = Path(__file__).resolve().parents[2]
+_CHECKOUT = Path(__file__).resolve().parents[3]
+REPO_ROOT = _CHECKOUT if (_CHECKOUT / "recipes").is_dir() else None  # None when installed from a wheel
 REPO_FOLDERS = ("data", "outputs", "recipes", "tests", "accelerate_configs", ".git", ".venv")
 NOT_INPUTS = {"output_dir", "logging_dir", "run_name", "hub_model_id"}
 
@@ -36,8 +38,10 @@ NOT_INPUTS = {"output_dir", "logging_dir", "run_name", "hub_model_id"}
 class OutputArguments:
     overwrite_output_dir: bool = field(
         default=False,
-        metadata={"help": "Replace an output_dir that rlhf-recipes did not write (one a stage wrote is always "
-                          "replaced). Never needed for the make targets' own outputs."},
+        metadata={
+            "help": "Replace an output_dir that rlhf-recipes did not write (one a stage wrote is always "
+            "replaced). Never needed for the make targets' own outputs."
+        },
     )
 
 
@@ -65,9 +69,9 @@ def _protected(out: Path) -> str | None:
         return "your home directory" if out == home else "a folder holding your home directory"
     if out == here or out in here.parents:
         return "the current directory" if out == here else "a folder holding the current directory"
-    if out == REPO_ROOT or out in REPO_ROOT.parents:
+    if REPO_ROOT and (out == REPO_ROOT or out in REPO_ROOT.parents):
         return "the rlhf-recipes checkout" if out == REPO_ROOT else "a folder holding the rlhf-recipes checkout"
-    if out.parent == REPO_ROOT and out.name in REPO_FOLDERS:
+    if REPO_ROOT and out.parent == REPO_ROOT and out.name in REPO_FOLDERS:
         return f"the repo's own {out.name}/ folder"
     if (out / ".git").exists():
         return "a git repository"
@@ -80,18 +84,23 @@ def check_output_dir(output_dir: str | Path, inputs: dict[str, Path], overwrite:
         raise RecipeError("output_dir is empty; name a folder of its own, e.g. outputs/<model>/<stage>")
     out = Path(output_dir).expanduser().resolve()
     if reason := _protected(out):
-        raise RecipeError(f"refusing output_dir {output_dir}: it is {reason}; name a folder of its own, "
-                          "e.g. outputs/<model>/<stage>")
+        raise RecipeError(
+            f"refusing output_dir {output_dir}: it is {reason}; name a folder of its own, e.g. outputs/<model>/<stage>"
+        )
     for name, path in inputs.items():
         if out == path or out in path.parents:
-            raise RecipeError(f"refusing output_dir {output_dir}: it holds this stage's input {name} ({path}); "
-                              "write the output somewhere else")
+            raise RecipeError(
+                f"refusing output_dir {output_dir}: it holds this stage's input {name} ({path}); "
+                "write the output somewhere else"
+            )
     for path in (out, out.with_name(out.name + ".partial")):
         if path.exists() and not path.is_dir():
             raise RecipeError(f"output_dir {path} is a file; name a folder")
         if path.is_dir() and any(path.iterdir()) and not is_ours(path) and not overwrite:
-            raise RecipeError(f"output_dir {path} holds files rlhf-recipes did not write; choose another folder, or "
-                              "pass --overwrite_output_dir true to replace it")
+            raise RecipeError(
+                f"output_dir {path} holds files rlhf-recipes did not write; choose another folder, or "
+                "pass --overwrite_output_dir true to replace it"
+            )
     return out
 
 
@@ -116,8 +125,9 @@ def _now() -> str:
 
 
 @contextmanager
-def staged_output(final_dir: str | Path, *, stage: str, inputs: dict[str, Path] | None = None,
-                  overwrite: bool = False) -> Iterator[Path]:
+def staged_output(
+    final_dir: str | Path, *, stage: str, inputs: dict[str, Path] | None = None, overwrite: bool = False
+) -> Iterator[Path]:
     """Build a stage's output in `<dir>.partial` and move it into place only when the stage succeeds.
 
     A run that fails before writing anything leaves nothing; one that fails later leaves `<dir>.partial`
@@ -156,8 +166,9 @@ def staged_output(final_dir: str | Path, *, stage: str, inputs: dict[str, Path] 
 
 
 @contextmanager
-def staged_training_output(training_args, *, stage: str, inputs: dict[str, Path] | None = None,
-                           overwrite: bool = False) -> Iterator[Path]:
+def staged_training_output(
+    training_args, *, stage: str, inputs: dict[str, Path] | None = None, overwrite: bool = False
+) -> Iterator[Path]:
     """`staged_output` for a Trainer: its checkpoints and final save go to the partial directory."""
     final_dir = training_args.output_dir
     with staged_output(final_dir, stage=stage, inputs=inputs, overwrite=overwrite) as out:
@@ -181,6 +192,17 @@ def write_model_card(out: Path, title: str, summary: str, metrics: dict) -> None
     out.joinpath("README.md").write_text(
         f"---\nlibrary_name: transformers\ntags: [rlhf-recipes]\n---\n\n# {title}\n\n{summary}\n\n"
         f"Made by rlhf-recipes. Load it with "
-        f"`AutoModelForCausalLM.from_pretrained` or `pipeline(\"text-generation\")`.\n\n"
+        f'`AutoModelForCausalLM.from_pretrained` or `pipeline("text-generation")`.\n\n'
         f"| metric | value |\n|---|---|\n{rows}\n"
     )
+
+
+class Stopwatch:
+    """Wall time since creation, in seconds rounded for metrics.json."""
+
+    def __init__(self) -> None:
+        self.start = time.perf_counter()
+
+    @property
+    def seconds(self) -> float:
+        return round(time.perf_counter() - self.start, 1)

@@ -1,0 +1,1 @@
+"""Generating answers, judging them with the gold labeler, and drawing the report."""

@@ -1,0 +1,1 @@
+"""What a stage needs to train: config parsing and errors, the launch, loading, staged outputs, chat, rewards."""

@@ -1,0 +1,73 @@
+"""What `accelerate launch` decided (CPU or GPU, how many ranks, DeepSpeed or FSDP), applied to a stage.
+
+Every stage's `main()` calls `apply_launch` before parsing, so the recipe YAMLs hold hyperparameters only
+and the accelerate config alone picks the hardware.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Sequence
+
+import torch
+from accelerate import PartialState
+from accelerate.utils import gather_object
+
+from .config import RecipeError
+
+
+def on_cpu_by_launch() -> bool:
+    """The accelerate config chose the CPU: `use_cpu: true` (cpu.yaml), or several ranks and no GPU (multi_cpu)."""
+    if os.environ.get("ACCELERATE_USE_CPU", "false").lower() == "true":
+        return True
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available()
+
+
+def launched_with(engine: str) -> bool:
+    """Whether `accelerate launch` set up DeepSpeed or FSDP for this process."""
+    return os.environ.get(f"ACCELERATE_USE_{engine}", "false").lower() == "true"
+
+
+def apply_launch(parser, argv: Sequence[str] | None) -> list[str]:
+    """Apply what the accelerate config decided about the CPU to the trainer's arguments.
+
+    Recipes hold hyperparameters only, so the launch decides the device. On the CPU the trainer needs
+    `use_cpu` (else a bf16 recipe is refused, and several ranks each think they are alone and train on
+    the whole dataset) and the gloo backend. DeepSpeed on CPU ranks keeps its engine and needs only gloo.
+    Returns the arguments to parse: `argv` (or the command line) plus what the launch implies.
+    """
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if launched_with("FSDP") and not torch.cuda.is_available():
+        raise RecipeError(
+            "FSDP needs GPUs here (on CPU ranks it did not train correctly); without a GPU use "
+            "HW=multi_cpu (DDP) or HW=deepspeed_zero3 (sharded)"
+        )
+    deepspeed = launched_with("DEEPSPEED")
+    if not on_cpu_by_launch() or (deepspeed and torch.cuda.is_available()):
+        return argv
+    fields = set().union(*(getattr(t, "__dataclass_fields__", {}) for t in parser.dataclass_types))
+    extra = []
+    if not deepspeed:
+        os.environ["ACCELERATE_USE_CPU"] = "true"
+        extra += ["--use_cpu", "true"] if "use_cpu" in fields and "--use_cpu" not in argv else []
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        PartialState(cpu=not deepspeed, backend="gloo")
+        extra += ["--ddp_backend", "gloo"] if "ddp_backend" in fields and "--ddp_backend" not in argv else []
+    return argv + extra
+
+
+def weights_checksum(model) -> float | None:
+    """Sum of every weight in float64; None where ZeRO-3 leaves each rank only a shard."""
+    params = list(model.parameters())
+    if any(hasattr(p, "ds_id") for p in params):
+        return None
+    return float(sum(p.detach().double().abs().sum().item() for p in params))
+
+
+def rank_summary(model) -> dict:
+    """How many processes trained, and each one's weights checksum: data parallel ranks must agree."""
+    return {
+        "processes": PartialState().num_processes,
+        "weights_checksum_by_rank": gather_object([weights_checksum(model)]),
+    }
