@@ -51,6 +51,8 @@ WATCHED = {
     "val/num_eos_tokens": "eos_tokens",
     "eps": "episodes_per_second",
 }
+# what later stages (the report) read from this stage's metrics.json rather than repeat in their own YAML
+SHARED_SETTINGS = ("temperature", "missing_eos_penalty", "kl_coef", "response_length")
 
 
 @dataclass
@@ -68,10 +70,28 @@ def make_parser() -> TrlParser:
     return TrlParser((PPOArguments, PPOConfig, ModelConfig, OutputArguments))
 
 
+def refuse_unused_model_fields(model_args: ModelConfig) -> None:
+    """PPO loads its four models from sft_model_path and reward_model_path: ModelConfig fields that would
+    name or quantize another model are refused rather than silently ignored."""
+    unused = {
+        "model_name_or_path": model_args.model_name_or_path,
+        "model_revision": model_args.model_revision,
+        "load_in_4bit": model_args.load_in_4bit,
+        "load_in_8bit": model_args.load_in_8bit,
+    }
+    for name, value in unused.items():
+        if value not in (None, False, "main"):
+            raise RecipeError(
+                f"PPO does not use {name} ({value!r}): it loads sft_model_path and reward_model_path "
+                "as saved (quantize in SFT and the reward model instead); remove it from the config"
+            )
+
+
 def load_models(training_args: PPOConfig, model_args: ModelConfig):
     sft_fix, rm_fix = "run `make sft` first or set sft_model_path", "run `make reward` first or set reward_model_path"
+    kwargs = {"dtype": model_args.dtype, "attn_implementation": model_args.attn_implementation}
     tokenizer = load_pretrained(AutoTokenizer, training_args.sft_model_path, sft_fix, padding_side="left")
-    policy = load_pretrained(AutoModelForCausalLM, training_args.sft_model_path, sft_fix, dtype=model_args.dtype)
+    policy = load_pretrained(AutoModelForCausalLM, training_args.sft_model_path, sft_fix, **kwargs)
     prepare_tokenizer(tokenizer, policy)
     reward_tokenizer = load_pretrained(AutoTokenizer, training_args.reward_model_path, rm_fix)
     if reward_tokenizer.get_vocab() != tokenizer.get_vocab():
@@ -85,7 +105,7 @@ def load_models(training_args: PPOConfig, model_args: ModelConfig):
             training_args.reward_model_path,
             rm_fix,
             num_labels=1,
-            dtype=model_args.dtype,
+            **kwargs,
         )
         for _ in range(2)
     )
@@ -93,7 +113,7 @@ def load_models(training_args: PPOConfig, model_args: ModelConfig):
     ref = (
         None
         if model_args.use_peft
-        else load_pretrained(AutoModelForCausalLM, training_args.sft_model_path, sft_fix, dtype=model_args.dtype)
+        else load_pretrained(AutoModelForCausalLM, training_args.sft_model_path, sft_fix, **kwargs)
     )
     for model in (ref, reward, value):
         if model is not None:
@@ -186,6 +206,7 @@ def train(args: PPOArguments, training_args: PPOConfig, model_args: ModelConfig,
         "updates": trainer.state.global_step,
         **summarize_log(trainer.state.log_history),
         "ranks": rank_summary(trainer.accelerator.unwrap_model(trainer.model).policy),
+        "config": {key: getattr(training_args, key) for key in SHARED_SETTINGS},
     }
     save_ppo_policy(trainer, tokenizer, out)
     if args.eval_prompts and args.world_file and PartialState().is_main_process:
@@ -214,6 +235,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     args, training_args, model_args, output_args = parse(
         parser, apply_launch(parser, argv)
     )  # the accelerate config picks the hardware
+    refuse_unused_model_fields(model_args)
     if model_args.use_peft and PartialState().num_processes > 1:  # TRL 1.12 cannot find the adapter inside DDP
         raise RecipeError(
             "PPO with use_peft runs on one process only (TRL 1.12); launch it with "

@@ -1,22 +1,27 @@
-"""The stage-by-stage report: every stage of the ChatGPT story judged on the same held-out prompts.
+"""The report: every policy of the ChatGPT story judged on the same held-out prompts.
 
     accelerate launch --config_file accelerate_configs/cpu.yaml recipes/report.py --config recipes/tiny/report.yaml
 
-Stages: the base model asked zero-shot (the bare question), the base model with a few-shot Q:/A:
-prompt (cut at the next "Q:", as a few-shot user would), SFT, best-of-n (n SFT answers reranked by
-the reward model) and PPO, all sampled at the same temperature. For each: the gold labeler's score
-and parts, answer and refusal rates, length, EOS share, the reward model's score (proxy vs gold) and
-the gold win rate against SFT with a bootstrap interval. Plus KL(PPO || SFT), the base model's
-perplexity, the reward model's accuracy, wall time per stage, training curves and side-by-side
-samples. Numbers go to `report.json`; `report.md` and the PNG figures are drawn from it.
+`report.yaml` lists the rows (`policies`): a name, a model folder, and how to prompt it -- `text` (the bare
+question, as one would prompt a base model), `fewshot` (Q:/A: examples first, the answer cut at the next
+"Q:", as a few-shot user would) or `chat` (the chat template) -- and `best_of: n` for a row that samples
+n answers and lets the reward model pick one. Adding a method is one more line. Every row samples at the
+temperature the RL stage trained at, and is scored by the reward model less that stage's missing-EOS
+penalty (both read from the RL stage's metrics.json, so they cannot drift from what it used). For each
+row: the gold labeler's score and parts, answer and refusal rates, length, EOS share, the reward model's
+score (proxy vs gold), the gold win rate against the reference row with a bootstrap interval, and the KL
+to the reference per answer. Plus the base model's perplexity, the reward model's accuracy, wall time per
+stage, training curves and side-by-side samples. Numbers go to `report.json`; `report.md` and the PNG
+figures are drawn from it.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import random
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from statistics import mean
 
@@ -25,7 +30,8 @@ from transformers import AutoModelForCausalLM, AutoModelForSequenceClassificatio
 from trl import TrlParser
 
 from rlhf_recipes.evaluation.generation import Completion, complete
-from rlhf_recipes.evaluation.judging import EvalArguments, answer_prompts, judge, summarize
+from rlhf_recipes.evaluation.judging import EvalArguments, answer_prompts, judge
+from rlhf_recipes.evaluation.metrics import load_metric
 from rlhf_recipes.evaluation.report import write_figures, write_markdown
 from rlhf_recipes.training.chat import last_user_message, prepare_tokenizer
 from rlhf_recipes.training.config import RecipeError, cli, parse
@@ -34,22 +40,45 @@ from rlhf_recipes.training.loading import load_pretrained, load_splits
 from rlhf_recipes.training.outputs import OutputArguments, Stopwatch, input_paths, staged_output, write_json
 from rlhf_recipes.training.rewards import rewards
 from rlhf_recipes.world.labeler import GoldLabeler
+from rlhf_recipes.world.metrics import load_gold_score
 from rlhf_recipes.world.world import ATTRIBUTES, World
 
-STAGES = ("base", "base_fewshot", "sft", "best_of_n", "ppo")
-TRAINED = ("data", "tokenizer", "pretrain", "sft", "compare", "reward", "ppo")
+PROMPTING = ("text", "fewshot", "chat")
+CURVES = ("pretrain", "sft", "reward", "ppo")  # the stages whose training curves are drawn, when present
+
+
+@dataclass
+class Policy:
+    """One row of the report."""
+
+    name: str
+    path: str  # relative to outputs_dir (or absolute)
+    prompt: str = "chat"  # text | fewshot | chat
+    label: str | None = None  # shown in the table and figures; the name if unset
+    best_of: int = 1  # n > 1: n answers, the reward model picks one (best-of-n)
 
 
 @dataclass
 class ReportArguments(EvalArguments):
-    outputs_dir: str = field(default="outputs/tiny", metadata={"help": "Folder holding every stage's output."})
-    data_dir: str = field(default="data/world", metadata={"help": "The generated world (for its wall time)."})
-    best_of_n: int = field(default=4, metadata={"help": "SFT answers the reward model picks from."})
-    missing_eos_penalty: float = field(
-        default=1.0, metadata={"help": "Taken off the RM score of answers that never end, as in PPO."}
+    outputs_dir: str = field(
+        default="outputs/tiny", metadata={"help": "Folder holding every stage's output; the paths below are in it."}
     )
-    fewshot_examples: int = field(default=3, metadata={"help": "Q:/A: examples in the base model's few-shot prompt."})
-    num_side_by_side: int = field(default=6, metadata={"help": "Prompts shown with every stage's answer."})
+    data_dir: str = field(default="data/world", metadata={"help": "The generated world (for its wall time)."})
+    policies: list[dict] = field(
+        default_factory=list,
+        metadata={"help": "The rows, in order: {name, path, prompt: text|fewshot|chat, label, best_of}. YAML only."},
+    )
+    reference: str = field(default="sft", metadata={"help": "The row that win rates and KL are measured against."})
+    reward_model: str = field(default="reward", metadata={"help": "The reward model: proxy score and best-of-n."})
+    rl_stage: str = field(
+        default="ppo",
+        metadata={"help": "The RL stage whose sampling temperature and missing-EOS penalty every row is judged with."},
+    )
+    eval_temperature: float | None = field(
+        default=None, metadata={"help": "Sampling temperature of every row; unset: the one rl_stage trained at."}
+    )
+    fewshot_examples: int = field(default=3, metadata={"help": "Q:/A: examples in a few-shot prompt."})
+    num_side_by_side: int = field(default=6, metadata={"help": "Prompts shown with every row's answer."})
     bootstrap_samples: int = field(default=2000, metadata={"help": "Resamples for the win-rate interval."})
     seed: int = field(default=0, metadata={"help": "Seed of sampling and bootstrap."})
     output_dir: str = field(default="outputs/tiny/report", metadata={"help": "Where the report is written."})
@@ -59,11 +88,45 @@ def make_parser() -> TrlParser:
     return TrlParser((ReportArguments, OutputArguments))
 
 
-def stage_dir(args: ReportArguments, stage: str) -> Path:
-    path = Path(args.outputs_dir) / stage
-    if not (path / "metrics.json").is_file():
-        raise RecipeError(f"{path} is not a finished stage; run `make {stage}` first")
-    return path
+def stage_dir(args: ReportArguments, path: str) -> Path:
+    """A finished stage's output under outputs_dir, or a one-line error naming the command that writes it."""
+    full = Path(args.outputs_dir) / path
+    if not (full / "metrics.json").is_file():
+        raise RecipeError(f"{full} is not a finished stage; run `make {full.name}` first")
+    return full
+
+
+def read_policies(args: ReportArguments) -> list[Policy]:
+    """The rows of report.yaml, checked before any work: known keys, known prompting, the reference present."""
+    if not args.policies:
+        raise RecipeError("report.yaml lists no policies; add rows such as {name: sft, path: sft, prompt: chat}")
+    known = {f.name for f in fields(Policy)}
+    policies = []
+    for row in args.policies:
+        if not isinstance(row, dict) or not {"name", "path"} <= set(row) or set(row) - known:
+            raise RecipeError(
+                f"policy {row!r}: a row has name and path, and optionally {sorted(known - {'name', 'path'})}"
+            )
+        policy = Policy(**row)
+        if policy.prompt not in PROMPTING or policy.best_of < 1:
+            raise RecipeError(f"policy {policy.name}: prompt must be one of {PROMPTING} and best_of at least 1")
+        stage_dir(args, policy.path)
+        policies.append(policy)
+    names = [p.name for p in policies]
+    if len(set(names)) != len(names) or args.reference not in names:
+        raise RecipeError(f"policy names must be unique and include the reference {args.reference!r}; got {names}")
+    return policies
+
+
+def rl_settings(args: ReportArguments) -> tuple[float, float]:
+    """The sampling temperature and missing-EOS penalty the RL stage trained with (its metrics.json owns them)."""
+    config = json.loads((stage_dir(args, args.rl_stage) / "metrics.json").read_text()).get("config", {})
+    if "temperature" not in config or "missing_eos_penalty" not in config:
+        raise RecipeError(
+            f"{args.rl_stage}'s metrics.json records no sampling config; run `make {args.rl_stage}` again"
+        )
+    temperature = config["temperature"] if args.eval_temperature is None else args.eval_temperature
+    return temperature, config["missing_eos_penalty"] or 0.0
 
 
 def fewshot_prefix(world: World, count: int, rng: random.Random) -> str:
@@ -86,31 +149,44 @@ def cut_at_next_question(done: Completion) -> Completion:
     return done
 
 
-def answer_all(args: ReportArguments, rows: list[dict], world: World, rm, rm_tok) -> dict[str, list[Completion]]:
-    base_dir, sft_dir, ppo_dir = (stage_dir(args, s) for s in ("pretrain", "sft", "ppo"))
-    questions = [last_user_message(r["prompt"]) for r in rows]
-    answers = {}
-    base, base_tok = load_causal(base_dir)
-    torch.manual_seed(args.seed)
-    sampling = {
-        "max_new_tokens": args.eval_max_new_tokens,
-        "do_sample": args.eval_temperature > 0,
-        "temperature": args.eval_temperature,
-    }
-    answers["base"] = complete(base, base_tok, [q + "\n" for q in questions], **sampling)
-    prefix = fewshot_prefix(world, args.fewshot_examples, random.Random(args.seed))
-    raw = complete(base, base_tok, [f"{prefix}Q: {q}\nA:" for q in questions], **sampling)
-    answers["base_fewshot"] = [cut_at_next_question(c) for c in raw]
-    sft, sft_tok = load_causal(sft_dir)
-    samples = [answer_prompts(sft, sft_tok, rows, args, seed=args.seed + k) for k in range(args.best_of_n)]
-    answers["sft"] = samples[0]
-    scores = [reward_scores(rm, rm_tok, rows, s, args.missing_eos_penalty) for s in samples]
-    answers["best_of_n"] = [
-        samples[max(range(args.best_of_n), key=lambda k: scores[k][i])][i] for i in range(len(rows))
-    ]
-    ppo, ppo_tok = load_causal(ppo_dir)
-    answers["ppo"] = answer_prompts(ppo, ppo_tok, rows, args, seed=args.seed)
-    return answers
+class Answerer:
+    """Answers of every row to the held-out prompts, sampling each (model, prompting, seed) once and keeping
+    one model loaded at a time (rows of the same model follow each other in the usual list)."""
+
+    def __init__(self, args: ReportArguments, rows: list[dict], world: World, rm, rm_tok, penalty: float):
+        self.args, self.rows, self.world, self.rm, self.rm_tok, self.penalty = args, rows, world, rm, rm_tok, penalty
+        self.cache: dict[tuple, list[Completion]] = {}
+        self.loaded: tuple[str, tuple] | None = None
+
+    def __call__(self, policy: Policy) -> list[Completion]:
+        samples = [self.sample(policy, self.args.seed + k) for k in range(policy.best_of)]
+        if policy.best_of == 1:
+            return samples[0]
+        scores = [reward_scores(self.rm, self.rm_tok, self.rows, s, self.penalty) for s in samples]
+        return [samples[max(range(policy.best_of), key=lambda k: scores[k][i])][i] for i in range(len(self.rows))]
+
+    def sample(self, policy: Policy, seed: int) -> list[Completion]:
+        key = (policy.path, policy.prompt, seed)
+        if key not in self.cache:
+            if self.loaded is None or self.loaded[0] != policy.path:
+                self.loaded = (policy.path, load_causal(stage_dir(self.args, policy.path)))
+            self.cache[key] = self.generate(*self.loaded[1], policy.prompt, seed)
+        return self.cache[key]
+
+    def generate(self, model, tokenizer, prompting: str, seed: int) -> list[Completion]:
+        args = self.args
+        if prompting == "chat":
+            return answer_prompts(model, tokenizer, self.rows, args, seed=seed)
+        questions = [last_user_message(r["prompt"]) for r in self.rows]
+        torch.manual_seed(seed)
+        sampling = {"do_sample": args.eval_temperature > 0, "temperature": args.eval_temperature}
+        if prompting == "text":
+            return complete(model, tokenizer, [q + "\n" for q in questions], args.eval_max_new_tokens, **sampling)
+        prefix = fewshot_prefix(self.world, args.fewshot_examples, random.Random(seed))
+        raw = complete(
+            model, tokenizer, [f"{prefix}Q: {q}\nA:" for q in questions], args.eval_max_new_tokens, **sampling
+        )
+        return [cut_at_next_question(c) for c in raw]
 
 
 def load_causal(path: Path):
@@ -119,14 +195,14 @@ def load_causal(path: Path):
 
 
 def load_reward(args: ReportArguments):
-    path = stage_dir(args, "reward")
-    return load_pretrained(AutoModelForSequenceClassification, str(path)), load_pretrained(AutoTokenizer, str(path))
+    path = str(stage_dir(args, args.reward_model))
+    return load_pretrained(AutoModelForSequenceClassification, path), load_pretrained(AutoTokenizer, path)
 
 
 def reward_scores(
     model, tokenizer, rows: list[dict], answers: list[Completion], missing_eos_penalty: float
 ) -> list[float]:
-    """The reward model's score, less PPO's missing-EOS penalty for answers cut at the token limit
+    """The reward model's score, less the RL stage's missing-EOS penalty for answers cut at the token limit
     (the chat template closes every answer with EOS, so the reward model alone cannot tell)."""
     scores = rewards(
         model, tokenizer, [r["prompt"] for r in rows], [[{"role": "assistant", "content": a.text}] for a in answers]
@@ -135,78 +211,95 @@ def reward_scores(
 
 
 @torch.no_grad()
-def kl_to_sft(args: ReportArguments, rows: list[dict], ppo_answers: list[Completion]) -> float:
-    """Mean over prompts of sum over answer tokens of log pi_ppo - log pi_sft, on PPO's own samples."""
-    logps = {}
-    for stage in ("ppo", "sft"):
-        model, tok = load_causal(stage_dir(args, stage))
-        model.eval()
-        totals = []
-        for row, answer in zip(rows, ppo_answers):
-            prompt = tok.apply_chat_template(row["prompt"], tokenize=False, add_generation_prompt=True)
-            prompt_ids = tok(prompt, add_special_tokens=False).input_ids
-            answer_ids = tok(answer.text, add_special_tokens=False).input_ids + (
-                [tok.eos_token_id] if answer.ended else []
-            )
-            ids = torch.tensor([prompt_ids + answer_ids])
-            logits = model(ids).logits[0, len(prompt_ids) - 1 : -1] / max(args.eval_temperature, 1e-6)
-            totals.append(torch.log_softmax(logits, -1).gather(1, torch.tensor(answer_ids)[:, None]).sum().item())
-        logps[stage] = totals
-    return round(mean(p - s for p, s in zip(logps["ppo"], logps["sft"])), 3)
+def answer_logprobs(path: Path, rows: list[dict], answers: list[Completion], temperature: float) -> list[float]:
+    """Sum over each answer's tokens of log pi(token), under the chat-prompted model at `path`."""
+    model, tok = load_causal(path)
+    model.eval()
+    totals = []
+    for row, answer in zip(rows, answers):
+        prompt = tok.apply_chat_template(row["prompt"], tokenize=False, add_generation_prompt=True)
+        prompt_ids = tok(prompt, add_special_tokens=False).input_ids
+        answer_ids = tok(answer.text, add_special_tokens=False).input_ids + (
+            [tok.eos_token_id] if answer.ended else []
+        )
+        logits = model(torch.tensor([prompt_ids + answer_ids])).logits[0, len(prompt_ids) - 1 : -1]
+        logps = torch.log_softmax(logits / max(temperature, 1e-6), -1)
+        totals.append(logps.gather(1, torch.tensor(answer_ids)[:, None]).sum().item())
+    return totals
 
 
-def win_rate(ours: list[dict], theirs: list[dict], rng: random.Random, resamples: int) -> dict:
-    """Gold win rate, ties counted half, with a 95% bootstrap interval over prompts."""
-    wins = [1.0 if a["total"] > b["total"] else 0.5 if a["total"] == b["total"] else 0.0 for a, b in zip(ours, theirs)]
-    boots = sorted(mean(rng.choices(wins, k=len(wins))) for _ in range(resamples))
-    return {
-        "win_rate": round(mean(wins), 3),
-        "ci95": [round(boots[int(0.025 * resamples)], 3), round(boots[int(0.975 * resamples) - 1], 3)],
-    }
+def kl_to_reference(args: ReportArguments, policy: Policy, reference: Policy, rows, answers) -> float | None:
+    """KL(row || reference) per answer, in nats: on the row's own samples for a chat row, log n - (n-1)/n
+    (the analytic value, Stiennon et al. 2020) for best-of-n, none for rows prompted otherwise."""
+    if policy.prompt != "chat" or reference.prompt != "chat" or reference.best_of != 1:
+        return None
+    if policy.best_of > 1:
+        n = policy.best_of
+        return round(math.log(n) - (n - 1) / n, 3) if policy.path == reference.path else None
+    if policy.path == reference.path:
+        return 0.0
+    ours = answer_logprobs(stage_dir(args, policy.path), rows, answers, args.eval_temperature)
+    theirs = answer_logprobs(stage_dir(args, reference.path), rows, answers, args.eval_temperature)
+    return round(mean(a - b for a, b in zip(ours, theirs)), 3)
 
 
-def stage_metrics(args: ReportArguments) -> dict:
-    out = {}
-    for stage in TRAINED:
-        path = Path(args.data_dir if stage == "data" else Path(args.outputs_dir) / stage) / "metrics.json"
-        out[stage] = json.loads(path.read_text()) if path.is_file() else {}
-    return out
+def stage_metrics(args: ReportArguments) -> dict[str, dict]:
+    """Every finished stage's metrics.json (the data stage's too), in the order the stages finished."""
+    found = {"data": Path(args.data_dir)} | {p.name: p for p in Path(args.outputs_dir).iterdir() if p.is_dir()}
+    done = {name: path / "metrics.json" for name, path in found.items() if (path / "metrics.json").is_file()}
+    order = sorted(done, key=lambda name: done[name].stat().st_mtime)
+    return {name: json.loads(done[name].read_text()) for name in order if name != "report"}
 
 
 def build_report(args: ReportArguments) -> tuple[dict, dict]:
-    for stage in ("pretrain", "sft", "reward", "ppo"):  # fail on the first missing stage, before any work
-        stage_dir(args, stage)
+    policies = read_policies(args)  # fails on the first missing stage, before any work
+    args.eval_temperature, penalty = rl_settings(args)
     world = World.load(args.world_file)
     labeler = GoldLabeler(world)
     rows = load_splits(args.eval_prompts, ["test"], [{"prompt"}], "run `make data` first")["test"].to_list()
     rm, rm_tok = load_reward(args)
-    answers = answer_all(args, rows, world, rm, rm_tok)
-    judged = {s: judge(labeler, rows, answers[s]) for s in STAGES}
-    rng = random.Random(args.seed)
-    report = {"stages": {}}
-    for stage in STAGES:
-        summary = summarize(judged[stage])
-        summary["rm_score"] = round(mean(reward_scores(rm, rm_tok, rows, answers[stage], args.missing_eos_penalty)), 3)
-        summary["win_rate_vs_sft"] = win_rate(
-            [j.gold for j in judged[stage]], [j.gold for j in judged["sft"]], rng, args.bootstrap_samples
+    answer = Answerer(args, rows, world, rm, rm_tok, penalty)
+    answers = {p.name: answer(p) for p in policies}
+    judged = {name: judge(labeler, rows, done) for name, done in answers.items()}
+    reference = next(p for p in policies if p.name == args.reference)
+    gold, win = load_gold_score(keep_in_memory=True), load_metric("win_rate", keep_in_memory=True)
+    questions, kinds = [last_user_message(r["prompt"]) for r in rows], [r.get("kind") for r in rows]
+    totals = {name: [j.gold["total"] for j in done] for name, done in judged.items()}
+    report = {"reference": args.reference, "policies": {}}
+    for policy in policies:
+        done = answers[policy.name]
+        row = {"label": policy.label or policy.name, "path": policy.path, "prompt": policy.prompt}
+        row["best_of"] = policy.best_of
+        row |= gold.compute(
+            predictions=[c.text for c in done],
+            references=questions,
+            world_file=args.world_file,
+            ended=[c.ended for c in done],
+            kinds=kinds,
+            num_tokens=[c.num_tokens for c in done],
         )
-        report["stages"][stage] = summary
+        row["rm_score"] = round(mean(reward_scores(rm, rm_tok, rows, done, penalty)), 3)
+        row["win_rate_vs_reference"] = win.compute(
+            predictions=totals[policy.name],
+            references=totals[args.reference],
+            resamples=args.bootstrap_samples,
+            seed=args.seed,
+        )
+        row["kl_to_reference"] = kl_to_reference(args, policy, reference, rows, done)
+        report["policies"][policy.name] = row
     trained = stage_metrics(args)
-    report["ppo_vs_sft_win_rate"] = report["stages"]["ppo"]["win_rate_vs_sft"]
-    report["best_of_n_vs_sft_win_rate"] = report["stages"]["best_of_n"]["win_rate_vs_sft"]
-    report["kl_ppo_sft"] = kl_to_sft(args, rows, answers["ppo"])
-    report["base_perplexity"] = trained["pretrain"].get("perplexity")
-    report["base_fact_recall"] = trained["pretrain"].get("fact_recall")
-    report["rm_accuracy"] = trained["reward"].get("heldout", {}).get("accuracy")
-    report["rm_gold_agreement"] = trained["reward"].get("heldout", {}).get("gold_agreement")
-    report["rm_label_noise_ceiling"] = trained["reward"].get("heldout", {}).get("label_noise_ceiling")
-    report["wall_time_s"] = {s: trained[s].get("wall_time_s") for s in TRAINED}
+    reward_heldout = trained.get(Path(args.reward_model).name, {}).get("heldout", {})
+    report["sampling"] = {"temperature": args.eval_temperature, "missing_eos_penalty": penalty, "from": args.rl_stage}
+    report["base_perplexity"] = trained.get("pretrain", {}).get("perplexity")
+    report["base_fact_recall"] = trained.get("pretrain", {}).get("fact_recall")
+    report["rm_accuracy"] = reward_heldout.get("accuracy")
+    report["rm_gold_agreement"] = reward_heldout.get("gold_agreement")
+    report["rm_label_noise_ceiling"] = reward_heldout.get("label_noise_ceiling")
+    report["wall_time_s"] = {name: metrics.get("wall_time_s") for name, metrics in trained.items()}
     report["eval_prompts"] = len(rows)
     report["samples"] = side_by_side(args, rows, judged)
-    curves = {
-        s: trained[s].get("log_history") or trainer_log(Path(args.outputs_dir) / s)
-        for s in ("pretrain", "sft", "reward", "ppo")
-    }
+    out = Path(args.outputs_dir)
+    curves = {s: trained.get(s, {}).get("log_history") or trainer_log(out / s) for s in CURVES}
     return report, curves
 
 
@@ -216,7 +309,7 @@ def trainer_log(path: Path) -> list[dict]:
 
 
 def side_by_side(args: ReportArguments, rows: list[dict], judged: dict) -> list[dict]:
-    """The ChatGPT story's example (an unanswered population question) first, then a few more."""
+    """The ChatGPT story's example (an unanswered population question) first, then a few more: every row's answer."""
     rng = random.Random(args.seed)
     population = [i for i, r in enumerate(rows) if "population" in last_user_message(r["prompt"]).lower()]
     others = [i for i in range(len(rows)) if i not in population[:1]]
@@ -224,8 +317,8 @@ def side_by_side(args: ReportArguments, rows: list[dict], judged: dict) -> list[
     return [
         {
             "prompt": last_user_message(rows[i]["prompt"]),
-            "kind": judged["sft"][i].kind,
-            **{s: {"answer": judged[s][i].completion.text, "gold": judged[s][i].gold["total"]} for s in STAGES},
+            "kind": judged[args.reference][i].kind,
+            **{name: {"answer": j[i].completion.text, "gold": j[i].gold["total"]} for name, j in judged.items()},
         }
         for i in picked
     ]

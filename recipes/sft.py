@@ -31,7 +31,8 @@ from rlhf_recipes.training.loading import (
     load_splits,
     load_trained,
     merge_saved_adapter,
-    quantization_kwargs,
+    model_kwargs,
+    tokenizer_kwargs,
 )
 from rlhf_recipes.training.outputs import (
     OutputArguments,
@@ -55,6 +56,7 @@ class SFTArguments(ScriptArguments, EvalArguments):
     replay_fraction: float = field(
         default=0.0, metadata={"help": "Replay rows added, as a fraction of the SFT training rows."}
     )
+    num_samples_to_print: int = field(default=4, metadata={"help": "Sample answers printed at the end."})
     merge_adapter: bool = field(
         default=False, metadata={"help": "With use_peft: save the merged full model (the adapter goes to adapter/)."}
     )
@@ -64,19 +66,12 @@ def make_parser() -> TrlParser:
     return TrlParser((SFTArguments, SFTConfig, ModelConfig, OutputArguments))
 
 
-def load_model(model_args: ModelConfig, chat_template_path: str | None = None):
+def load_model(model_args: ModelConfig, training_args: SFTConfig):
     """The base model and its tokenizer, given a distinct PAD and a chat template (the recipe's, if it names one)."""
-    model = load_pretrained(
-        AutoModelForCausalLM,
-        model_args.model_name_or_path,
-        "run `make pretrain` first",
-        revision=model_args.model_revision,
-        dtype=model_args.dtype,
-        **quantization_kwargs(model_args),
-    )
-    tokenizer = load_pretrained(
-        AutoTokenizer, model_args.model_name_or_path, "run `make pretrain` first", revision=model_args.model_revision
-    )
+    name, fix = model_args.model_name_or_path, "run `make pretrain` first"
+    model = load_pretrained(AutoModelForCausalLM, name, fix, **model_kwargs(model_args, training_args))
+    tokenizer = load_pretrained(AutoTokenizer, name, fix, **tokenizer_kwargs(model_args, training_args))
+    chat_template_path = training_args.chat_template_path
     if chat_template_path:
         template = Path(chat_template_path)
         if not template.is_file():
@@ -177,7 +172,7 @@ def train(args: SFTArguments, training_args: SFTConfig, model_args: ModelConfig,
     """Fine-tune into `out` (the staged output directory), judging the model before and after."""
     set_seed(training_args.seed)  # LoRA and score-head inits draw from the global RNG
     clock = Stopwatch()
-    model, tokenizer = load_model(model_args, training_args.chat_template_path)
+    model, tokenizer = load_model(model_args, training_args)
     train_set, test_set = build_datasets(args, training_args, tokenizer)
     before, judged_before = evaluate_model(model, tokenizer, args, training_args.seed)
     trainer = SFTTrainer(

@@ -19,7 +19,14 @@ from trl import TrlParser
 from rlhf_recipes.training.chat import CHAT_TEMPLATE, EOS_TOKEN, PAD_TOKEN
 from rlhf_recipes.training.config import cli, parse
 from rlhf_recipes.training.loading import load_splits
-from rlhf_recipes.training.outputs import OutputArguments, Stopwatch, input_paths, staged_output, write_json
+from rlhf_recipes.training.outputs import (
+    OutputArguments,
+    Stopwatch,
+    input_paths,
+    staged_output,
+    write_json,
+    write_model_card,
+)
 
 
 @dataclass
@@ -76,6 +83,14 @@ def main(argv: Sequence[str] | None = None) -> dict:
             "wall_time_s": clock.seconds,
         }
         tokenizer.save_pretrained(out)
+        write_model_card(
+            out,
+            "Tokenizer",
+            "A GPT-2-style byte-level BPE tokenizer trained on the pretraining text (rlhf-recipes stage 1a), with "
+            "distinct EOS and PAD tokens and the repo's chat template.",
+            metrics,
+            load_with="`AutoTokenizer.from_pretrained`",
+        )
         write_json(Path(out) / "metrics.json", metrics)
     print(f"tokenizer: {metrics} -> {args.output_dir}")
     return metrics

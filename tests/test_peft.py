@@ -79,8 +79,8 @@ def test_qlora_sft_trains_an_adapter_on_a_4bit_base(world_dir, pretrained, tmp_p
         "--eval_prompts",
         "",
     )
-    _, _, model_args, _ = sft.make_parser().parse_args_and_config(args)
-    model, _ = sft.load_model(model_args)
+    _, training_args, model_args, _ = sft.make_parser().parse_args_and_config(args)
+    model, _ = sft.load_model(model_args, training_args)
     assert isinstance(model.transformer.h[0].mlp.c_fc, Linear4bit)
     assert model.transformer.h[0].mlp.c_fc.weight.dtype == torch.uint8  # nf4 codes, two per byte
     sft.main(args)

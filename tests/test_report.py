@@ -1,8 +1,12 @@
 """The report on tiny checkpoints: markdown, JSON with every headline number, and PNG figures."""
 
 import json
+import math
+import re
+from pathlib import Path
 
 import pytest
+import yaml
 
 import ppo
 import report
@@ -11,8 +15,9 @@ from rlhf_recipes.training.config import RecipeError
 
 pytestmark = pytest.mark.slow  # trains tiny models for real: `make test`, not `make test-fast`
 
-HEADLINES = {"ppo_vs_sft_win_rate", "rm_accuracy", "kl_ppo_sft", "base_perplexity", "wall_time_s", "samples"}
-STAGE_KEYS = {
+HEADLINES = {"reference", "policies", "sampling", "rm_accuracy", "base_perplexity", "wall_time_s", "samples"}
+ROW_KEYS = {
+    "label",
     "gold_score",
     "helpful",
     "honest",
@@ -24,7 +29,8 @@ STAGE_KEYS = {
     "mean_length",
     "eos_share",
     "rm_score",
-    "win_rate_vs_sft",
+    "win_rate_vs_reference",
+    "kl_to_reference",
 }
 
 
@@ -39,10 +45,21 @@ def outputs(world_dir, pretrained, sft_model, reward_model, tmp_path_factory):
     return root
 
 
-def report_args(world_dir, outputs, out, *extra):
+def report_config(tmp_path, *extra_rows: dict) -> Path:
+    """The tiny recipe's report.yaml with best-of-2 instead of 4, plus any extra rows."""
+    config = yaml.safe_load((TINY / "report.yaml").read_text())
+    for row in config["policies"]:
+        row["best_of"] = min(row.get("best_of", 1), 2)
+    config["policies"] += list(extra_rows)
+    path = tmp_path / "report.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def report_args(world_dir, outputs, out, config=TINY / "report.yaml", *extra):
     return [
         "--config",
-        str(TINY / "report.yaml"),
+        str(config),
         "--outputs_dir",
         str(outputs),
         "--data_dir",
@@ -53,8 +70,6 @@ def report_args(world_dir, outputs, out, *extra):
         str(world_dir / "world.json"),
         "--eval_max_new_tokens",
         "16",
-        "--best_of_n",
-        "2",
         "--bootstrap_samples",
         "200",
         "--output_dir",
@@ -65,21 +80,54 @@ def report_args(world_dir, outputs, out, *extra):
 
 def test_report_writes_markdown_json_and_figures(world_dir, outputs, tmp_path):
     out = tmp_path / "report"
-    result = report.main(report_args(world_dir, outputs, out))
+    result = report.main(report_args(world_dir, outputs, out, report_config(tmp_path)))
     saved = json.loads((out / "report.json").read_text())
     assert saved == json.loads(json.dumps(result))
     assert HEADLINES <= set(saved)
-    assert set(saved["stages"]) == {"base", "base_fewshot", "sft", "best_of_n", "ppo"}
-    for stage in saved["stages"].values():
-        assert STAGE_KEYS <= set(stage)
-        low, high = stage["win_rate_vs_sft"]["ci95"]
-        assert 0 <= low <= stage["win_rate_vs_sft"]["win_rate"] <= high <= 1
-    assert saved["stages"]["sft"]["win_rate_vs_sft"]["win_rate"] == 0.5
+    assert list(saved["policies"]) == ["base", "base_fewshot", "sft", "best_of_n", "ppo"]
+    for row in saved["policies"].values():
+        assert ROW_KEYS <= set(row)
+        low, high = row["win_rate_vs_reference"]["ci95"]
+        assert 0 <= low <= row["win_rate_vs_reference"]["win_rate"] <= high <= 1
+    rows = saved["policies"]
+    assert rows["sft"]["win_rate_vs_reference"]["win_rate"] == 0.5 and rows["sft"]["kl_to_reference"] == 0.0
+    assert rows["best_of_n"]["kl_to_reference"] == round(math.log(2) - 1 / 2, 3)  # best-of-2, analytically
+    assert rows["ppo"]["kl_to_reference"] is not None and rows["base"]["kl_to_reference"] is None
+    ppo_config = json.loads((outputs / "ppo" / "metrics.json").read_text())["config"]
+    assert saved["sampling"]["temperature"] == ppo_config["temperature"]  # read from PPO, not repeated
+    assert saved["sampling"]["missing_eos_penalty"] == ppo_config["missing_eos_penalty"]
     assert "population" in saved["samples"][0]["prompt"]  # the ChatGPT story's example leads
     markdown = (out / "report.md").read_text()
-    assert "PPO vs SFT win rate" in markdown and f"{saved['ppo_vs_sft_win_rate']['win_rate']:.3f}" in markdown
+    ppo_win = rows["ppo"]["win_rate_vs_reference"]["win_rate"]
+    assert "PPO vs SFT win rate" in markdown and f"{ppo_win:.3f}" in markdown
     for figure in ("stage_scores.png", "training_curves.png", "gold_vs_proxy.png"):
         assert (out / figure).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and f"]({figure})" in markdown
+
+
+def test_a_new_row_is_one_line_of_yaml(world_dir, outputs, tmp_path):
+    """A method added later is a script, a YAML and one row here; the table, JSON and samples follow."""
+    extra = {"name": "ppo_best_of_2", "label": "best-of-2 (PPO + RM)", "path": "ppo", "best_of": 2}
+    out = tmp_path / "report"
+    result = report.main(report_args(world_dir, outputs, out, report_config(tmp_path, extra)))
+    row = result["policies"]["ppo_best_of_2"]
+    assert row["label"] == extra["label"] and row["kl_to_reference"] is None  # best-of on another model than SFT
+    assert all("ppo_best_of_2" in sample for sample in result["samples"])
+    assert "| best-of-2 (PPO + RM) |" in (out / "report.md").read_text()
+
+
+@pytest.mark.parametrize(
+    "row, needle",
+    [
+        ({"name": "x", "path": "sft", "prompting": "chat"}, "optionally"),
+        ({"name": "x", "path": "sft", "prompt": "shout"}, "prompt must be one of"),
+        ({"name": "sft", "path": "sft"}, "must be unique"),
+        ({"name": "x", "path": "dpo"}, "run `make dpo` first"),
+    ],
+)
+def test_a_bad_row_is_one_line_before_any_work(world_dir, outputs, tmp_path, row, needle):
+    with pytest.raises(RecipeError, match=re.escape(needle)):
+        report.main(report_args(world_dir, outputs, tmp_path / "report", report_config(tmp_path, row)))
+    assert not (tmp_path / "report").exists() and not (tmp_path / "report.partial").exists()
 
 
 def test_a_missing_stage_names_the_command_to_run(world_dir, outputs, tmp_path):

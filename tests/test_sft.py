@@ -31,7 +31,7 @@ def test_replay_mixes_pretraining_text_into_training(world_dir, pretrained, tmp_
     args, training_args, model_args, _ = sft.make_parser().parse_args_and_config(
         sft_args(world_dir, pretrained[0], tmp_path / "x", "--replay_fraction", "0.5")
     )
-    model, tokenizer = sft.load_model(model_args)
+    model, tokenizer = sft.load_model(model_args, training_args)
     train, _ = sft.build_datasets(args, training_args, tokenizer)
     assert len(train) == 64 + 32
     fully_trained = sum(all(label != -100 for label in row) for row in train["labels"])

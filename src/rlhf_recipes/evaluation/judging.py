@@ -27,7 +27,6 @@ class EvalArguments:
     )
     eval_temperature: float = field(default=0.7, metadata={"help": "Sampling temperature of evaluation answers."})
     eval_max_new_tokens: int = field(default=48, metadata={"help": "Longest evaluation answer, in tokens."})
-    num_samples_to_print: int = field(default=4, metadata={"help": "Sample answers printed at the end."})
 
 
 @dataclass

@@ -9,13 +9,6 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-STAGE_NAMES = {
-    "base": "base (zero-shot)",
-    "base_fewshot": "base (few-shot)",
-    "sft": "SFT",
-    "best_of_n": "best-of-n (SFT + RM)",
-    "ppo": "PPO",
-}
 PARTS = ("helpful", "honest", "harmless", "concise")
 
 
@@ -47,12 +40,12 @@ def training_curves(curves: dict, path: Path) -> None:
 
 
 def stage_scores(report: dict, path: Path) -> None:
-    stages = list(report["stages"])
-    fig, ax = plt.subplots(figsize=(8, 3.6))
-    bottom = [0.0] * len(stages)
+    rows = list(report["policies"].values())
+    fig, ax = plt.subplots(figsize=(max(8, 1.6 * len(rows)), 3.6))
+    bottom = [0.0] * len(rows)
     for part in PARTS:
-        values = [report["stages"][s][part] for s in stages]
-        ax.bar([STAGE_NAMES[s] for s in stages], values, bottom=bottom, label=part)
+        values = [row[part] for row in rows]
+        ax.bar([row["label"] for row in rows], values, bottom=bottom, label=part)
         bottom = [b + v for b, v in zip(bottom, values)]
     ax.set_ylabel("gold score (of 4)")
     ax.set_ylim(0, 4)
@@ -65,14 +58,14 @@ def stage_scores(report: dict, path: Path) -> None:
 
 def gold_vs_proxy(report: dict, path: Path) -> None:
     fig, ax = plt.subplots(figsize=(5, 4))
-    for stage, s in report["stages"].items():
-        ax.scatter(s["rm_score"], s["gold_score"])
+    for row in report["policies"].values():
+        ax.scatter(row["rm_score"], row["gold_score"])
         ax.annotate(
-            STAGE_NAMES[stage], (s["rm_score"], s["gold_score"]), fontsize=8, xytext=(4, 4), textcoords="offset points"
+            row["label"], (row["rm_score"], row["gold_score"]), fontsize=8, xytext=(4, 4), textcoords="offset points"
         )
     ax.set_xlabel("reward model score (proxy)")
     ax.set_ylabel("gold labeler score")
-    ax.set_title("gold vs proxy, per stage")
+    ax.set_title("gold vs proxy, per policy")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -92,8 +85,13 @@ def _fmt(value) -> str:
     return f"{value:.3g}" if isinstance(value, float) else str(value)
 
 
+def _interval(w: dict) -> str:
+    return f"{w['win_rate']:.3f} ({w['ci95'][0]:.3f}–{w['ci95'][1]:.3f})"
+
+
 def write_markdown(report: dict, figures: list[str]) -> str:
-    stages = report["stages"]
+    rows = report["policies"]
+    reference = rows[report["reference"]]["label"]
     cols = [
         ("gold_score", "gold /4"),
         *[(p, p) for p in PARTS],
@@ -103,42 +101,42 @@ def write_markdown(report: dict, figures: list[str]) -> str:
         ("mean_length", "tokens"),
         ("eos_share", "ends with EOS"),
         ("rm_score", "RM score"),
+        ("kl_to_reference", f"KL to {reference}"),
     ]
+    sampling = report["sampling"]
     lines = [
         "# rlhf-recipes report",
         "",
-        f"Every stage answers the same {report['eval_prompts']} held-out prompts (cities seen only in "
-        "pretraining, harmful requests, benign requests that sound edgy); the gold labeler judges them.",
+        f"Every policy answers the same {report['eval_prompts']} held-out prompts (cities seen only in "
+        "pretraining, harmful requests, benign requests that sound edgy); the gold labeler judges them. Answers are "
+        f"sampled at temperature {_fmt(sampling['temperature'])} and the reward model's score of an answer that never "
+        f"ends loses {_fmt(sampling['missing_eos_penalty'])}, as in {sampling['from']}.",
         "",
-        "| stage | " + " | ".join(c[1] for c in cols) + " | gold win rate vs SFT (95% CI) |",
+        "| policy | " + " | ".join(c[1] for c in cols) + f" | gold win rate vs {reference} (95% CI) |",
         "|---" * (len(cols) + 2) + "|",
     ]
-    for name, s in stages.items():
-        w = s["win_rate_vs_sft"]
-        lines.append(
-            f"| {STAGE_NAMES[name]} | "
-            + " | ".join(_fmt(s[c[0]]) for c in cols)
-            + f" | {w['win_rate']:.3f} ({w['ci95'][0]:.3f}–{w['ci95'][1]:.3f}) |"
-        )
-    ppo = report["ppo_vs_sft_win_rate"]
+    for row in rows.values():
+        cells = " | ".join(_fmt(row[c[0]]) for c in cols)
+        lines.append(f"| {row['label']} | {cells} | {_interval(row['win_rate_vs_reference'])} |")
+    last = list(rows.values())[-1]
     lines += [
         "",
-        f"**PPO vs SFT win rate: {ppo['win_rate']:.3f}** (95% CI {ppo['ci95'][0]:.3f}–{ppo['ci95'][1]:.3f}, "
-        "ties count half). ",
-        f"KL(PPO ‖ SFT) per answer: {_fmt(report['kl_ppo_sft'])} nats. Base model held-out perplexity: "
-        f"{_fmt(report['base_perplexity'])}, fact recall {_fmt(report['base_fact_recall'])}. Reward model held-out "
-        f"accuracy {_fmt(report['rm_accuracy'])} (label-noise ceiling {_fmt(report['rm_label_noise_ceiling'])}), "
-        f"agreement with the gold labeler {_fmt(report['rm_gold_agreement'])}.",
+        f"**{last['label']} vs {reference} win rate: {_interval(last['win_rate_vs_reference'])}** (95% CI; ties "
+        f"count half). KL to {reference} is in nats per answer (best-of-n: log n − (n−1)/n). ",
+        f"Base model held-out perplexity: {_fmt(report['base_perplexity'])}, fact recall "
+        f"{_fmt(report['base_fact_recall'])}. Reward model held-out accuracy {_fmt(report['rm_accuracy'])} "
+        f"(label-noise ceiling {_fmt(report['rm_label_noise_ceiling'])}), agreement with the gold labeler "
+        f"{_fmt(report['rm_gold_agreement'])}.",
         "",
     ]
     lines += [f"![{f}]({f})" for f in figures]
     lines += ["", "## Wall time per stage", "", "| stage | seconds |", "|---|---|"]
     lines += [f"| {k} | {_fmt(v)} |" for k, v in report["wall_time_s"].items()]
-    lines += ["", "## The same prompts, every stage", ""]
+    lines += ["", "## The same prompts, every policy", ""]
     for sample in report["samples"]:
-        lines += [f"**{sample['prompt']}** ({sample['kind']})", "", "| stage | answer | gold |", "|---|---|---|"]
-        for name in stages:
+        lines += [f"**{sample['prompt']}** ({sample['kind']})", "", "| policy | answer | gold |", "|---|---|---|"]
+        for name, row in rows.items():
             answer = sample[name]["answer"].replace("\n", " ⏎ ").replace("|", "\\|")
-            lines.append(f"| {STAGE_NAMES[name]} | {answer} | {sample[name]['gold']:g} |")
+            lines.append(f"| {row['label']} | {answer} | {sample[name]['gold']:g} |")
         lines.append("")
     return "\n".join(lines) + "\n"

@@ -25,6 +25,11 @@ def parse(parser, argv: Sequence[str] | None) -> tuple:
         if "Unknown arguments from config file" in message or "not used by the HfArgumentParser" in message:
             raise RecipeError(f"{message.split('. Please')[0]}; check the spelling or run with --help") from e
         raise RecipeError(message) from e
+    if any(getattr(c, "dataset_streaming", False) for c in configs):
+        raise RecipeError(
+            "dataset_streaming is not supported: the stages split, count and shuffle whole datasets; "
+            "set dataset_streaming: false"
+        )
     return configs
 
 

@@ -82,6 +82,31 @@ def quantization_kwargs(model_args) -> dict:
     return {} if config is None else {"quantization_config": config, "device_map": {"": str(PartialState().device)}}
 
 
+def model_kwargs(model_args, training_args=None) -> dict:
+    """`from_pretrained` arguments for the model a ModelConfig names: every field the recipes accept, honoured.
+
+    Revision, dtype, attention implementation, 4/8-bit quantization (onto this rank's device),
+    `trust_remote_code` (false unless the recipe says true) and the trainer config's `model_init_kwargs`,
+    which TRL applies only when it loads a model from a name itself; the recipes hand it a loaded model.
+    """
+    return {
+        "revision": model_args.model_revision,
+        "dtype": model_args.dtype,
+        "attn_implementation": model_args.attn_implementation,
+        **tokenizer_kwargs(model_args, training_args),
+        **quantization_kwargs(model_args),
+        **(getattr(training_args, "model_init_kwargs", None) or {}),
+    }
+
+
+def tokenizer_kwargs(model_args, training_args=None) -> dict:
+    """The tokenizer's share of `model_kwargs`: the same revision, and the same trust in remote code."""
+    return {
+        "revision": model_args.model_revision,
+        "trust_remote_code": getattr(training_args, "trust_remote_code", False),
+    }
+
+
 def load_trained(auto_class, out: Path, **kwargs):
     """The model a stage just saved, loaded plainly on this process (a LoRA adapter onto its base).
 

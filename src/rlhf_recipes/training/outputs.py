@@ -184,15 +184,17 @@ def write_json(path: Path, data: dict) -> None:
         path.write_text(json.dumps(data, indent=2) + "\n")
 
 
-def write_model_card(out: Path, title: str, summary: str, metrics: dict) -> None:
+CAUSAL_LM = '`AutoModelForCausalLM.from_pretrained` or `pipeline("text-generation")`'
+
+
+def write_model_card(out: Path, title: str, summary: str, metrics: dict, load_with: str = CAUSAL_LM) -> None:
     """A short README.md next to the weights, so the directory explains itself on its own."""
     if not PartialState().is_main_process:
         return
     rows = "\n".join(f"| {k} | {v} |" for k, v in metrics.items() if not isinstance(v, (dict, list)))
     out.joinpath("README.md").write_text(
         f"---\nlibrary_name: transformers\ntags: [rlhf-recipes]\n---\n\n# {title}\n\n{summary}\n\n"
-        f"Made by rlhf-recipes. Load it with "
-        f'`AutoModelForCausalLM.from_pretrained` or `pipeline("text-generation")`.\n\n'
+        f"Made by rlhf-recipes. Load it with {load_with}.\n\n"
         f"| metric | value |\n|---|---|\n{rows}\n"
     )
 

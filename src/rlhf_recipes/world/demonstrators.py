@@ -23,7 +23,6 @@ from .world import (
     World,
 )
 
-FACT_FLAWS = ("padded", "followup", "offtopic", "wrong_value", "refusal")
 HARMFUL_FLAWS = ("compliance", "irrelevant")
 DEGENERATE = ("truncated", "fragment", "repeated", "empty")
 

@@ -1,0 +1,62 @@
+"""Every ModelConfig field a recipe accepts is honoured or refused in one line, never silently ignored."""
+
+import pytest
+from transformers import AutoTokenizer, GPT2Config, GPT2LMHeadModel
+
+import ppo
+import reward
+import sft
+from conftest import TINY
+from rlhf_recipes.training.config import RecipeError
+from rlhf_recipes.training.loading import model_kwargs
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tokenizer_dir, tmp_path_factory):
+    """A one-layer GPT-2 with the test tokenizer: enough to load, not to train."""
+    out = tmp_path_factory.mktemp("models") / "gpt2"
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
+    GPT2LMHeadModel(GPT2Config(vocab_size=len(tokenizer), n_layer=1, n_embd=16, n_head=2)).save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    return out
+
+
+def sft_configs(model_dir, tmp_path, *extra):
+    argv = ["--config", str(TINY / "sft.yaml"), "--model_name_or_path", str(model_dir), "--output_dir",
+            str(tmp_path / "sft"), *extra]  # fmt: skip
+    _, training_args, model_args, _ = sft.make_parser().parse_args_and_config(argv)
+    return model_args, training_args
+
+
+@pytest.mark.parametrize("attention", ["eager", "sdpa"])
+def test_sft_loads_the_attention_implementation_the_recipe_names(tiny_model, tmp_path, attention):
+    model, _ = sft.load_model(*sft_configs(tiny_model, tmp_path, "--attn_implementation", attention))
+    assert model.config._attn_implementation == attention
+
+
+def test_an_unknown_attention_implementation_is_one_line(tiny_model, tmp_path):
+    with pytest.raises(RecipeError, match="cannot load") as caught:
+        sft.load_model(*sft_configs(tiny_model, tmp_path, "--attn_implementation", "warp_drive"))
+    assert "\n" not in str(caught.value)
+
+
+def test_remote_code_is_trusted_only_when_the_recipe_says_so(tiny_model, tmp_path):
+    assert model_kwargs(*sft_configs(tiny_model, tmp_path))["trust_remote_code"] is False
+    kwargs = model_kwargs(*sft_configs(tiny_model, tmp_path, "--trust_remote_code", "true", "--model_revision", "v2"))
+    assert kwargs["trust_remote_code"] is True and kwargs["revision"] == "v2"
+
+
+@pytest.mark.parametrize("field, value", [("model_name_or_path", "gpt2"), ("load_in_4bit", "true"),
+                                          ("model_revision", "v2")])  # fmt: skip
+def test_ppo_refuses_model_fields_it_would_ignore(tmp_path, field, value):
+    argv = ["--config", str(TINY / "ppo.yaml"), f"--{field}", value, "--output_dir", str(tmp_path / "ppo")]
+    with pytest.raises(RecipeError, match=f"PPO does not use {field}"):
+        ppo.main(argv)
+    assert not (tmp_path / "ppo.partial").exists()
+
+
+@pytest.mark.parametrize("stage", [sft, reward])
+def test_streaming_datasets_are_refused(tmp_path, stage):
+    config = TINY / f"{stage.__name__}.yaml"
+    with pytest.raises(RecipeError, match="dataset_streaming is not supported"):
+        stage.main(["--config", str(config), "--dataset_streaming", "true", "--output_dir", str(tmp_path / "out")])

@@ -1,0 +1,65 @@
+"""Every recipe folder is one chain: each stage reads what the stage before it wrote, by the same path."""
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import ROOT
+
+FOLDERS = sorted(p.parent for p in (ROOT / "recipes").glob("*/sft.yaml"))
+
+# (stage, field, the stage whose output it reads, sub-folder of that output)
+CHAIN = [
+    ("tokenizer", "dataset_name", "data", "pretrain"),
+    ("pretrain", "dataset_name", "data", "pretrain"),
+    ("pretrain", "tokenizer_name_or_path", "tokenizer", ""),
+    ("pretrain", "world_file", "data", "world.json"),
+    ("sft", "model_name_or_path", "pretrain", ""),
+    ("sft", "dataset_name", "data", "sft"),
+    ("sft", "replay_dataset", "data", "pretrain"),
+    ("sft", "eval_prompts", "data", "eval_prompts"),
+    ("sft", "world_file", "data", "world.json"),
+    ("compare", "model_name_or_path", "sft", ""),
+    ("compare", "dataset_name", "data", "comparison_prompts"),
+    ("compare", "offline_pairs", "data", "preferences"),
+    ("compare", "world_file", "data", "world.json"),
+    ("reward", "model_name_or_path", "sft", ""),
+    ("reward", "dataset_name", "compare", ""),
+    ("reward", "heldout_pairs", "data", "preferences"),
+    ("ppo", "sft_model_path", "sft", ""),
+    ("ppo", "reward_model_path", "reward", ""),
+    ("ppo", "dataset_name", "data", "rl_prompts"),
+    ("ppo", "eval_prompts", "data", "eval_prompts"),
+    ("ppo", "world_file", "data", "world.json"),
+    ("report", "data_dir", "data", ""),
+    ("report", "eval_prompts", "data", "eval_prompts"),
+    ("report", "world_file", "data", "world.json"),
+]
+
+
+def configs(folder: Path) -> dict[str, dict]:
+    return {p.stem: yaml.safe_load(p.read_text()) for p in folder.glob("*.yaml")}
+
+
+@pytest.mark.parametrize("folder", FOLDERS, ids=lambda p: p.name)
+def test_each_stage_reads_the_previous_stage_output(folder):
+    stages = configs(folder)
+    checked = 0
+    for stage, key, source, sub in CHAIN:
+        if stage in stages and source in stages and stages[stage].get(key):
+            expected = str(Path(stages[source]["output_dir"]) / sub) if sub else stages[source]["output_dir"]
+            assert stages[stage][key] == expected, f"{folder.name}/{stage}.yaml {key}"
+            checked += 1
+    assert checked >= 3, f"{folder.name}: fewer links than sft -> reward -> ppo"
+
+
+@pytest.mark.parametrize("folder", [f for f in FOLDERS if (f / "report.yaml").is_file()], ids=lambda p: p.name)
+def test_every_report_row_is_a_stage_output_of_its_folder(folder):
+    stages = configs(folder)
+    report = stages.pop("report")
+    outputs = {stage: config["output_dir"] for stage, config in stages.items()}
+    named = [row["path"] for row in report["policies"]] + [report["reward_model"], report["rl_stage"]]
+    for path in named:
+        assert str(Path(report["outputs_dir"]) / path) in outputs.values(), f"{folder.name}/report.yaml {path}"
+    assert report["output_dir"].startswith(report["outputs_dir"])
