@@ -1,6 +1,7 @@
 """Every ModelConfig field a recipe accepts is honoured or refused in one line, never silently ignored."""
 
 import pytest
+import torch
 from transformers import AutoTokenizer, GPT2Config, GPT2LMHeadModel
 
 import ppo
@@ -60,3 +61,16 @@ def test_streaming_datasets_are_refused(tmp_path, stage):
     config = TINY / f"{stage.__name__}.yaml"
     with pytest.raises(RecipeError, match="dataset_streaming is not supported"):
         stage.main(["--config", str(config), "--dataset_streaming", "true", "--output_dir", str(tmp_path / "out")])
+
+
+def test_a_pickled_checkpoint_is_refused_with_the_fix(tiny_model, tmp_path):
+    """Safe loading by default: `.bin` weights can run code when unpickled, so only safetensors load."""
+    pickled = tmp_path / "pickled"
+    model = GPT2LMHeadModel.from_pretrained(tiny_model)
+    model.config.save_pretrained(pickled)
+    torch.save(model.state_dict(), pickled / "pytorch_model.bin")  # what older tools wrote
+    AutoTokenizer.from_pretrained(tiny_model).save_pretrained(pickled)
+    assert not list(pickled.glob("*.safetensors")) and list(pickled.glob("*.bin"))
+    with pytest.raises(RecipeError, match="pickled .bin weights") as caught:
+        sft.load_model(*sft_configs(pickled, tmp_path))
+    assert "\n" not in str(caught.value)

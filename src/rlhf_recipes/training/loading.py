@@ -55,19 +55,25 @@ def load_splits(
 
 
 def load_pretrained(auto_class, name: str, fix: str = "check the path or hub id", **kwargs):
-    """`auto_class.from_pretrained(name)`, failing in one line on a missing path or an unreachable hub."""
+    """`auto_class.from_pretrained(name)`, failing in one line on a missing path or an unreachable hub.
+
+    Models load from safetensors only: a pickled `.bin` checkpoint can run code when it is read.
+    """
     require_dir(name, auto_class.__name__.removeprefix("Auto").lower(), fix)
+    is_model = "Tokenizer" not in auto_class.__name__
+    if is_model:
+        kwargs.setdefault("use_safetensors", True)
     try:
         return auto_class.from_pretrained(name, **kwargs)
     except (OSError, ValueError) as e:
-        hint = (
-            (
-                f"; the hub is unreachable (offline?): download it first (`hf download {name}`, then run again with "
-                "HF_HUB_OFFLINE=1) or set the path to a local copy"
-            )
-            if looks_like_hub_id(name)
-            else ""
-        )
+        if looks_like_hub_id(name):
+            hint = (f"; the hub is unreachable (offline?): download it first (`hf download {name}`, then run again "
+                    "with HF_HUB_OFFLINE=1) or set the path to a local copy")  # fmt: skip
+        elif is_model and not any(Path(name).glob("*.safetensors")) and any(Path(name).glob("*.bin")):
+            hint = ("; it holds only pickled .bin weights, which are not loaded (they can run code): convert them "
+                    "with `save_pretrained(..., safe_serialization=True)` where you trust them")  # fmt: skip
+        else:
+            hint = ""
         raise RecipeError(f"cannot load {name}: {first_line(e)}{hint}") from e
 
 
@@ -118,7 +124,7 @@ def load_trained(auto_class, out: Path, **kwargs):
 
         auto_class = getattr(peft, auto_class.__name__.replace("AutoModel", "AutoPeftModel"))
     with on_this_process_only():
-        return auto_class.from_pretrained(out, **kwargs)
+        return auto_class.from_pretrained(out, use_safetensors=True, **kwargs)
 
 
 def merge_saved_adapter(model, tokenizer, out: Path):
