@@ -20,19 +20,20 @@ from dataclasses import dataclass, field
 from accelerate import PartialState
 from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer, set_seed
 from trl import ModelConfig, ScriptArguments, TrlParser, get_peft_config
-from trl.experimental.ppo import PPOConfig, PPOTrainer
+from trl.experimental.ppo import PPOConfig
 
-from rlhf_recipes.compat import save_ppo_policy
+from rlhf_recipes.compat import ResumablePPOTrainer, save_ppo_policy
 from rlhf_recipes.evaluation.generation import context_length
 from rlhf_recipes.evaluation.judging import EvalArguments, answer_prompts, judge, summarize
 from rlhf_recipes.training.chat import prepare_tokenizer
 from rlhf_recipes.training.config import RecipeError, cli, parse
-from rlhf_recipes.training.launch import apply_launch, rank_summary
+from rlhf_recipes.training.launch import apply_launch, launched_with, rank_summary
 from rlhf_recipes.training.loading import load_pretrained, load_splits, load_trained
 from rlhf_recipes.training.outputs import (
-    OutputArguments,
+    CheckpointCompleted,
     Stopwatch,
-    input_paths,
+    TrainingOutputArguments,
+    last_checkpoint,
     staged_training_output,
     write_json,
     write_model_card,
@@ -67,7 +68,7 @@ class PPOArguments(ScriptArguments, EvalArguments):
 
 
 def make_parser() -> TrlParser:
-    return TrlParser((PPOArguments, PPOConfig, ModelConfig, OutputArguments))
+    return TrlParser((PPOArguments, PPOConfig, ModelConfig, TrainingOutputArguments))
 
 
 def refuse_unused_model_fields(model_args: ModelConfig) -> None:
@@ -187,7 +188,7 @@ def train(args: PPOArguments, training_args: PPOConfig, model_args: ModelConfig,
     tokenizer, policy, ref, reward, value = load_models(training_args, model_args)
     train_set, held = tokenized_prompts(args, training_args, tokenizer, policy)
     try:
-        trainer = PPOTrainer(
+        trainer = ResumablePPOTrainer(
             args=training_args,
             processing_class=tokenizer,
             model=policy,
@@ -197,10 +198,11 @@ def train(args: PPOArguments, training_args: PPOConfig, model_args: ModelConfig,
             train_dataset=train_set,
             eval_dataset=held,
             peft_config=get_peft_config(model_args),
+            callbacks=[CheckpointCompleted()],
         )
     except (ValueError, AssertionError) as e:  # batch sizes that do not divide, and the like
         raise RecipeError(f"PPO settings rejected: {e}") from e
-    trainer.train()
+    trainer.train(resume_from_checkpoint=last_checkpoint(out))
     metrics = {
         "episodes": trainer.state.episode,
         "updates": trainer.state.global_step,
@@ -241,12 +243,12 @@ def main(argv: Sequence[str] | None = None) -> dict:
             "PPO with use_peft runs on one process only (TRL 1.12); launch it with "
             "accelerate_configs/cpu.yaml or single_gpu.yaml, or drop use_peft to use several processes"
         )
-    with staged_training_output(
-        training_args,
-        stage="ppo",
-        inputs=input_paths(args, training_args, model_args),
-        overwrite=output_args.overwrite_output_dir,
-    ) as out:
+    if training_args.save_strategy != "no" and launched_with("DEEPSPEED"):
+        raise RecipeError(
+            "PPO checkpoints are not supported under DeepSpeed (its engine keeps its own format); "
+            "set save_strategy: no, or launch without DeepSpeed to checkpoint and resume"
+        )
+    with staged_training_output(training_args, args, model_args, stage="ppo", options=output_args) as out:
         metrics = train(args, training_args, model_args, out)
     PartialState().print(metrics)
     return metrics

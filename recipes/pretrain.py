@@ -32,9 +32,10 @@ from rlhf_recipes.training.config import RecipeError, cli, parse
 from rlhf_recipes.training.launch import apply_launch, rank_summary
 from rlhf_recipes.training.loading import load_pretrained, load_splits, load_trained
 from rlhf_recipes.training.outputs import (
-    OutputArguments,
+    CheckpointCompleted,
     Stopwatch,
-    input_paths,
+    TrainingOutputArguments,
+    last_checkpoint,
     staged_training_output,
     write_json,
     write_model_card,
@@ -66,7 +67,7 @@ class PretrainArguments:
 
 
 def make_parser() -> TrlParser:
-    return TrlParser((PretrainArguments, TrainingArguments, OutputArguments))
+    return TrlParser((PretrainArguments, TrainingArguments, TrainingOutputArguments))
 
 
 def build_model(args: PretrainArguments, tokenizer):
@@ -135,8 +136,9 @@ def train(args: PretrainArguments, training_args: TrainingArguments, out) -> dic
         eval_dataset=splits[args.dataset_test_split],
         processing_class=tokenizer,
         data_collator=DataCollatorForLanguageModeling(tokenizer, mlm=False),
+        callbacks=[CheckpointCompleted()],
     )
-    result = trainer.train()
+    result = trainer.train(resume_from_checkpoint=last_checkpoint(out))
     eval_loss = trainer.evaluate()["eval_loss"]
     trained_tokens = (
         result.global_step
@@ -177,12 +179,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     args, training_args, output_args = parse(
         parser, apply_launch(parser, argv)
     )  # the accelerate config picks the hardware
-    with staged_training_output(
-        training_args,
-        stage="pretrain",
-        inputs=input_paths(args, training_args),
-        overwrite=output_args.overwrite_output_dir,
-    ) as out:
+    with staged_training_output(training_args, args, stage="pretrain", options=output_args) as out:
         metrics = train(args, training_args, out)
     for line in metrics.get("recall_examples", []) + metrics.get("question_continuations", []):
         print("  " + line.replace("\n", "\\n"))

@@ -24,9 +24,9 @@ from statistics import mean, pstdev
 import torch
 from accelerate import PartialState
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, set_seed
-from trl import ModelConfig, RewardConfig, RewardTrainer, ScriptArguments, TrlParser, get_peft_config
+from trl import ModelConfig, RewardConfig, ScriptArguments, TrlParser, get_peft_config
 
-from rlhf_recipes.compat import on_this_process_only
+from rlhf_recipes.compat import ResumableRewardTrainer, on_this_process_only
 from rlhf_recipes.training.chat import prepare_tokenizer
 from rlhf_recipes.training.config import RecipeError, cli, parse
 from rlhf_recipes.training.launch import apply_launch, rank_summary
@@ -39,9 +39,10 @@ from rlhf_recipes.training.loading import (
     tokenizer_kwargs,
 )
 from rlhf_recipes.training.outputs import (
-    OutputArguments,
+    CheckpointCompleted,
     Stopwatch,
-    input_paths,
+    TrainingOutputArguments,
+    last_checkpoint,
     staged_training_output,
     write_json,
     write_model_card,
@@ -64,7 +65,7 @@ class RewardArguments(ScriptArguments):
 
 
 def make_parser() -> TrlParser:
-    return TrlParser((RewardArguments, RewardConfig, ModelConfig, OutputArguments))
+    return TrlParser((RewardArguments, RewardConfig, ModelConfig, TrainingOutputArguments))
 
 
 def load_model(model_args: ModelConfig, training_args: RewardConfig):
@@ -135,19 +136,20 @@ def train(args: RewardArguments, training_args: RewardConfig, model_args: ModelC
         args.dataset_config,
     )
     train_set, test_set = data[args.dataset_train_split], data[args.dataset_test_split]
-    trainer = RewardTrainer(
+    trainer = ResumableRewardTrainer(
         model=model,
         args=training_args,
         train_dataset=train_set,
         eval_dataset=test_set,
         processing_class=tokenizer,
         peft_config=get_peft_config(model_args),
+        callbacks=[CheckpointCompleted()],
     )
     if len(trainer.train_dataset) == 0:
         raise RecipeError(
             f"every training pair is longer than max_length={training_args.max_length} tokens; raise max_length"
         )
-    result = trainer.train()
+    result = trainer.train(resume_from_checkpoint=last_checkpoint(out))
     metrics = {
         "train_loss": round(result.training_loss, 4),
         "train_runtime_s": round(result.metrics["train_runtime"], 1),
@@ -197,12 +199,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
             f"a reward model's LoRA needs lora_task_type: SEQ_CLS (got {model_args.lora_task_type}), "
             "so the score head is trained and saved with the adapter"
         )
-    with staged_training_output(
-        training_args,
-        stage="reward",
-        inputs=input_paths(args, training_args, model_args),
-        overwrite=output_args.overwrite_output_dir,
-    ) as out:
+    with staged_training_output(training_args, args, model_args, stage="reward", options=output_args) as out:
         metrics = train(args, training_args, model_args, out)
     PartialState().print(metrics)
     return metrics

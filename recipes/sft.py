@@ -20,8 +20,9 @@ from pathlib import Path
 from accelerate import PartialState
 from datasets import concatenate_datasets
 from transformers import AutoModelForCausalLM, AutoTokenizer, set_seed
-from trl import ModelConfig, ScriptArguments, SFTConfig, SFTTrainer, TrlParser, get_peft_config
+from trl import ModelConfig, ScriptArguments, SFTConfig, TrlParser, get_peft_config
 
+from rlhf_recipes.compat import ResumableSFTTrainer
 from rlhf_recipes.evaluation.judging import EvalArguments, answer_prompts, judge, summarize
 from rlhf_recipes.training.chat import prepare_tokenizer, training_template
 from rlhf_recipes.training.config import RecipeError, cli, parse
@@ -35,9 +36,10 @@ from rlhf_recipes.training.loading import (
     tokenizer_kwargs,
 )
 from rlhf_recipes.training.outputs import (
-    OutputArguments,
+    CheckpointCompleted,
     Stopwatch,
-    input_paths,
+    TrainingOutputArguments,
+    last_checkpoint,
     staged_training_output,
     write_json,
     write_model_card,
@@ -63,7 +65,7 @@ class SFTArguments(ScriptArguments, EvalArguments):
 
 
 def make_parser() -> TrlParser:
-    return TrlParser((SFTArguments, SFTConfig, ModelConfig, OutputArguments))
+    return TrlParser((SFTArguments, SFTConfig, ModelConfig, TrainingOutputArguments))
 
 
 def load_model(model_args: ModelConfig, training_args: SFTConfig):
@@ -175,15 +177,16 @@ def train(args: SFTArguments, training_args: SFTConfig, model_args: ModelConfig,
     model, tokenizer = load_model(model_args, training_args)
     train_set, test_set = build_datasets(args, training_args, tokenizer)
     before, judged_before = evaluate_model(model, tokenizer, args, training_args.seed)
-    trainer = SFTTrainer(
+    trainer = ResumableSFTTrainer(
         model=model,
         args=training_args,
         train_dataset=train_set,
         eval_dataset=test_set,
         processing_class=tokenizer,
         peft_config=get_peft_config(model_args),
+        callbacks=[CheckpointCompleted()],
     )
-    result = trainer.train()
+    result = trainer.train(resume_from_checkpoint=last_checkpoint(out))
     ranks = rank_summary(trainer.model)
     trainer.save_model(str(out))
     trainer.save_state()
@@ -220,12 +223,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     args, training_args, model_args, output_args = parse(
         parser, apply_launch(parser, argv)
     )  # the accelerate config picks the hardware
-    with staged_training_output(
-        training_args,
-        stage="sft",
-        inputs=input_paths(args, training_args, model_args),
-        overwrite=output_args.overwrite_output_dir,
-    ) as out:
+    with staged_training_output(training_args, args, model_args, stage="sft", options=output_args) as out:
         metrics = train(args, training_args, model_args, out)
     PartialState().print(
         {

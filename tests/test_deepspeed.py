@@ -51,7 +51,7 @@ def test_reward_model_under_deepspeed(config, world_dir, sft_model, tmp_path):
 
 def test_ppo_under_zero3_generates_with_gathered_weights(world_dir, sft_model, reward_model, tmp_path):
     out = tmp_path / "ppo"
-    args = ppo_args(world_dir, sft_model[0], reward_model[0], out, "--total_episodes", "32")
+    args = ppo_args(world_dir, sft_model[0], reward_model[0], out, "--total_episodes", "32", "--save_strategy", "no")
     metrics = finished(launch("deepspeed_zero3", "ppo.py", *args, processes=2), out)
     assert metrics["updates"] == 2 and metrics["kl"]["first"] == pytest.approx(0.0, abs=1e-4)
     assert changed(AutoModelForCausalLM.from_pretrained(sft_model[0]), AutoModelForCausalLM.from_pretrained(out))

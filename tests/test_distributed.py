@@ -6,12 +6,16 @@ with identical weights, the ones the stage saved.
 
 import json
 import math
+import shutil
 
 import pytest
+import torch
+from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
 
 from conftest import launch, ppo_args, pretrain_args, reward_args, sft_args
 from rlhf_recipes.training.launch import weights_checksum
+from rlhf_recipes.training.outputs import CHECKPOINT_DONE
 
 pytestmark = pytest.mark.slow
 
@@ -72,9 +76,18 @@ def test_reward_model_on_two_processes_splits_the_data(world_dir, sft_model, tmp
 
 def test_ppo_on_two_processes(world_dir, sft_model, reward_model, tmp_path):
     out = tmp_path / "ppo"
-    args = ppo_args(world_dir, sft_model[0], reward_model[0], out, "--total_episodes", "32")
+    args = ppo_args(world_dir, sft_model[0], reward_model[0], out, "--total_episodes", "32", "--save_steps", "1")
     metrics = finished(launch("multi_cpu", "ppo.py", *args), out)
     assert metrics["updates"] == 32 // (8 * 2)  # each update: 8 prompts on each rank
+    assert (out / "checkpoint-2" / CHECKPOINT_DONE).is_file()  # a checkpoint under DDP (trl#2375)
+    # as a run killed after update 1 leaves it: resumed on two processes, it ends with the same weights
+    resumed = tmp_path / "resumed"
+    shutil.copytree(out, resumed.with_name("resumed.partial"), ignore=shutil.ignore_patterns("checkpoint-2"))
+    args[args.index("--output_dir") + 1] = str(resumed)
+    result = launch("multi_cpu", "ppo.py", *args)
+    assert "resuming from checkpoint-1" in result.stderr and finished(result, resumed)["updates"] == 2
+    before, after = load_file(out / "model.safetensors"), load_file(resumed / "model.safetensors")
+    assert before.keys() == after.keys() and all(torch.equal(before[k], after[k]) for k in before)
     assert_ranks_agree_with_the_saved_model(metrics, AutoModelForCausalLM.from_pretrained(out))
     assert "gold_score" in metrics["ppo"]
 

@@ -6,6 +6,11 @@ it holds that manifest, or if the user passes `--overwrite_output_dir true`. Fol
 replace (`/`, the home directory, the working directory, a git checkout, this repo's own folders, an input
 of the same stage) are refused outright, and a lock on the partial directory keeps two runs of the same
 output apart.
+
+Training stages checkpoint into the partial directory. A checkpoint counts as complete only once the
+`CheckpointCompleted` callback has marked it (the trainer calls it after the last file is written), so a
+run killed while saving leaves a checkpoint that the next run removes rather than loads. Running the same
+command again resumes from the newest complete checkpoint, if the settings are the same as the dead run's.
 """
 
 from __future__ import annotations
@@ -24,10 +29,18 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from accelerate import PartialState
+from transformers import TrainerCallback
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from .config import RecipeError
 
 MANIFEST = "rlhf_recipes.json"
+CHECKPOINT_DONE = "rlhf_recipes_checkpoint.json"
+# settings that may change between a run and its resumption without changing what it computes
+RESUMABLE_CHANGES = {
+    *("output_dir", "logging_dir", "run_name", "overwrite_output_dir", "disable_tqdm"),
+    *("use_cpu", "ddp_backend", "dataloader_pin_memory"),  # the hardware: a run may continue on other devices
+}
 _CHECKOUT = Path(__file__).resolve().parents[3]
 REPO_ROOT = _CHECKOUT if (_CHECKOUT / "recipes").is_dir() else None  # None when installed from a wheel
 REPO_FOLDERS = ("data", "outputs", "recipes", "tests", "accelerate_configs", ".git", ".venv")
@@ -41,6 +54,17 @@ class OutputArguments:
         metadata={
             "help": "Replace an output_dir that rlhf-recipes did not write (one a stage wrote is always "
             "replaced). Never needed for the make targets' own outputs."
+        },
+    )
+
+
+@dataclass
+class TrainingOutputArguments(OutputArguments):
+    resume: bool = field(
+        default=True,
+        metadata={
+            "help": "Continue from the newest complete checkpoint that a run of this stage left in "
+            "<output_dir>.partial when it died (same settings required); false: start over."
         },
     )
 
@@ -120,44 +144,107 @@ def _write_manifest(directory: Path, stage: str, **extra) -> None:
     (directory / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
 
 
+def settings_of(*configs) -> dict:
+    """The parsed configs as JSON values: what a resumed run must share with the run it continues."""
+    merged = {}
+    for config in configs:
+        merged.update(dataclasses.asdict(config))
+    return {k: v for k, v in json.loads(json.dumps(merged, default=str)).items() if k not in RESUMABLE_CHANGES}
+
+
+def _changed(before: dict, now: dict) -> list[str]:
+    keys = sorted(set(before) | set(now))
+    return [f"{k}: {before.get(k)!r} -> {now.get(k)!r}" for k in keys if before.get(k) != now.get(k)]
+
+
+def checkpoints(directory: Path) -> list[Path]:
+    """The `checkpoint-N` folders in `directory`, oldest first."""
+    found = [p for p in directory.glob("checkpoint-*") if p.is_dir() and p.name.split("-")[-1].isdigit()]
+    return sorted(found, key=lambda p: int(p.name.split("-")[-1]))
+
+
+def is_complete(checkpoint: Path) -> bool:
+    return (checkpoint / CHECKPOINT_DONE).is_file()
+
+
+def last_checkpoint(directory: str | Path) -> str | None:
+    """The newest complete checkpoint in a training stage's partial directory: what `train()` resumes from."""
+    done = [p for p in checkpoints(Path(directory)) if is_complete(p)]
+    return str(done[-1]) if done else None
+
+
+class CheckpointCompleted(TrainerCallback):
+    """Mark a checkpoint complete once the trainer has written all of it (`on_save` runs after the save)."""
+
+    def on_save(self, args, state, control, **kwargs):
+        if state.is_world_process_zero:
+            folder = Path(args.output_dir) / f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}"
+            write_json(folder / CHECKPOINT_DONE, {"global_step": state.global_step, "completed": _now()})
+
+
+def _prepare_partial(partial: Path, stage: str, settings: dict | None, resume: bool) -> None:
+    """Clear a dead run's leftovers, keeping its complete checkpoints when this run resumes it."""
+    previous = json.loads((partial / MANIFEST).read_text()) if (partial / MANIFEST).is_file() else {}
+    keep = [p for p in checkpoints(partial) if is_complete(p)] if resume and previous.get("stage") == stage else []
+    if keep and settings is not None and (changes := _changed(previous.get("settings", {}), settings)):
+        raise RecipeError(
+            f"{partial} holds checkpoints of a run with other settings ({'; '.join(changes[:3])}); "
+            "run again with the same settings to resume it, or pass --resume false to start over"
+        )
+    for child in partial.iterdir():  # the dead run's leftovers, written by a stage (checked by the caller)
+        if child in keep or child.name == MANIFEST:
+            continue
+        if child.name.startswith(PREFIX_CHECKPOINT_DIR) and resume:
+            print(f"removing {child.name}: it was still being written when the run stopped", file=sys.stderr)
+        shutil.rmtree(child) if child.is_dir() and not child.is_symlink() else child.unlink()
+    if keep:
+        print(f"resuming from {keep[-1].name} in {partial}", file=sys.stderr)
+
+
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
 @contextmanager
 def staged_output(
-    final_dir: str | Path, *, stage: str, inputs: dict[str, Path] | None = None, overwrite: bool = False
+    final_dir: str | Path,
+    *,
+    stage: str,
+    inputs: dict[str, Path] | None = None,
+    overwrite: bool = False,
+    settings: dict | None = None,
+    resume: bool = False,
 ) -> Iterator[Path]:
     """Build a stage's output in `<dir>.partial` and move it into place only when the stage succeeds.
 
     A run that fails before writing anything leaves nothing; one that fails later leaves `<dir>.partial`
     to inspect, never a directory that looks finished. What is refused, and why, is in the module docstring.
+    With `resume`, the complete checkpoints of a dead run with the same `settings` are kept for `train()`.
     """
     final_dir = Path(final_dir)
     check_output_dir(final_dir, inputs or {}, overwrite)
     partial = final_dir.with_name(final_dir.name + ".partial")
     state = PartialState()
     lock = None
-    if state.is_main_process:
-        partial.mkdir(parents=True, exist_ok=True)
-        lock = _lock(partial)
-        for child in partial.iterdir():  # the failed run's leftovers, written by a stage (checked above)
-            shutil.rmtree(child) if child.is_dir() and not child.is_symlink() else child.unlink()
-        _write_manifest(partial, stage, started=_now())
-    state.wait_for_everyone()
     try:
+        if state.is_main_process:
+            partial.mkdir(parents=True, exist_ok=True)
+            lock = _lock(partial)
+            _prepare_partial(partial, stage, settings, resume)
+            _write_manifest(partial, stage, started=_now(), settings=settings)
+        state.wait_for_everyone()
         yield partial
         state.wait_for_everyone()
         if state.is_main_process:
             check_output_dir(final_dir, inputs or {}, overwrite)  # something may have appeared meanwhile
             manifest = json.loads((partial / MANIFEST).read_text())
-            _write_manifest(partial, stage, started=manifest["started"], finished=_now())
+            _write_manifest(partial, stage, started=manifest["started"], finished=_now(), settings=settings)
             if final_dir.exists():
                 shutil.rmtree(final_dir)
             partial.rename(final_dir)
         state.wait_for_everyone()
     except BaseException:
-        if lock is not None and [p.name for p in partial.iterdir()] == [MANIFEST]:
+        if lock is not None and [p.name for p in partial.iterdir()] in ([], [MANIFEST]):
             shutil.rmtree(partial)  # failed before writing anything (bad input): leave no trace
         raise
     finally:
@@ -166,12 +253,21 @@ def staged_output(
 
 
 @contextmanager
-def staged_training_output(
-    training_args, *, stage: str, inputs: dict[str, Path] | None = None, overwrite: bool = False
-) -> Iterator[Path]:
-    """`staged_output` for a Trainer: its checkpoints and final save go to the partial directory."""
+def staged_training_output(training_args, *configs, stage: str, options: TrainingOutputArguments) -> Iterator[Path]:
+    """`staged_output` for a Trainer: its checkpoints and final save go to the partial directory.
+
+    `configs` are all the stage's parsed configs: the inputs they name are protected, and their settings
+    must match a dead run's for its checkpoints to be resumed. The trainer must get `CheckpointCompleted`.
+    """
     final_dir = training_args.output_dir
-    with staged_output(final_dir, stage=stage, inputs=inputs, overwrite=overwrite) as out:
+    with staged_output(
+        final_dir,
+        stage=stage,
+        inputs=input_paths(training_args, *configs),
+        overwrite=options.overwrite_output_dir,
+        settings=settings_of(training_args, *configs),
+        resume=options.resume,
+    ) as out:
         training_args.output_dir = str(out)
         try:
             yield out

@@ -1,0 +1,162 @@
+"""A training stage killed with SIGKILL resumes from its last complete checkpoint, to the same weights.
+
+For each training stage: an uninterrupted run (the reference), then the same command launched as a user
+launches it (`accelerate launch`), killed with SIGKILL once a checkpoint is complete, and run again. The
+second run must say where it resumes, skip a checkpoint that was still being written, and end with the
+reference's step counter and, bit for bit, its weights. Bit-identity needs one thread on both sides (the
+launcher's OMP_NUM_THREADS=1; torch.set_num_threads(1) in process): float sums reduced across a different
+number of threads differ in the last bits.
+"""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+import ppo
+import pretrain
+import reward
+import sft
+from conftest import ROOT, ppo_args, pretrain_args, reward_args, sft_args
+from rlhf_recipes.training.config import RecipeError
+from rlhf_recipes.training.outputs import CHECKPOINT_DONE, MANIFEST
+
+pytestmark = pytest.mark.slow  # trains tiny models for real: `make test`, not `make test-fast`
+
+TIMING_KEYS = {"eps", "train_runtime", "train_samples_per_second", "train_steps_per_second", "eval_runtime"}
+TIMING_KEYS |= {"eval_samples_per_second", "eval_steps_per_second"}
+# transformers' end-of-training `train_loss` averages the steps of the last run only (upstream behaviour)
+NOT_COMPARED = TIMING_KEYS | {"train_loss"}
+
+
+@pytest.fixture
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def stage_args(stage, world_dir, tokenizer_dir, pretrained, sft_model, reward_model, out) -> list[str]:
+    """Each stage's test arguments, with a checkpoint every few steps and no evaluation that is not needed."""
+    if stage == "pretrain":
+        return pretrain_args(world_dir, tokenizer_dir, out, "--max_steps", "160", "--world_file", "") + [
+            *("--save_strategy", "steps", "--save_steps", "40"),
+        ]
+    if stage == "sft":
+        return sft_args(world_dir, pretrained[0], out, "--world_file", "", "--eval_prompts", "") + [
+            *("--max_steps", "60", "--save_strategy", "steps", "--save_steps", "15"),
+        ]
+    if stage == "reward":
+        return reward_args(sft_model[0], world_dir / "preferences", out) + [
+            *("--max_steps", "80", "--save_strategy", "steps", "--save_steps", "20", "--normalize_rewards", "false"),
+        ]
+    return ppo_args(world_dir, sft_model[0], reward_model[0], out, "--world_file", "", "--eval_prompts", "") + [
+        *("--total_episodes", "64", "--save_strategy", "steps", "--save_steps", "2"),
+    ]
+
+
+MAINS = {"pretrain": pretrain.main, "sft": sft.main, "reward": reward.main, "ppo": ppo.main}
+
+
+def launch_and_kill(stage: str, args: list[str], partial: Path) -> str:
+    """Launch the stage as `make` does and SIGKILL it, launcher and workers, once a checkpoint is complete."""
+    accelerate = Path(sys.executable).with_name("accelerate")
+    command = [str(accelerate), "launch", "--config_file", "accelerate_configs/cpu.yaml", f"recipes/{stage}.py", *args]
+    env = {**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1"}
+    process = subprocess.Popen(
+        command, cwd=ROOT, env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    deadline = time.monotonic() + 300
+    while not list(partial.glob(f"checkpoint-*/{CHECKPOINT_DONE}")):
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            pytest.fail(f"{stage} ended before its first checkpoint: {process.stderr.read()[-2000:]}")
+        time.sleep(0.02)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    while True:  # the launcher is gone; wait for its worker too
+        try:
+            os.killpg(process.pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.05)
+    done = sorted((p.parent for p in partial.glob(f"checkpoint-*/{CHECKPOINT_DONE}")), key=lambda p: int(p.name[11:]))
+    return done[-1].name
+
+
+def fake_half_written(partial: Path, complete: str) -> str:
+    """A checkpoint as a crash during its save leaves it: weights cut short, never marked complete."""
+    step = int(complete.split("-")[1]) + 1000
+    half = partial / f"checkpoint-{step}"
+    shutil.copytree(partial / complete, half)
+    (half / CHECKPOINT_DONE).unlink()
+    weights = half / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:1000])
+    return half.name
+
+
+def assert_same_weights(a: Path, b: Path) -> None:
+    left, right = load_file(a / "model.safetensors"), load_file(b / "model.safetensors")
+    assert left.keys() == right.keys()
+    different = [k for k in left if not torch.equal(left[k], right[k])]
+    assert not different, f"{len(different)} tensors differ, e.g. {different[0]}"
+
+
+def steps_and_losses(out: Path, stage: str) -> tuple:
+    """The step counter and the logged training curve, without wall-clock timings."""
+    if stage == "ppo":
+        metrics = json.loads((out / "metrics.json").read_text())
+        history, step = metrics["log_history"], (metrics["updates"], metrics["episodes"])
+    else:
+        state = json.loads((out / "trainer_state.json").read_text())
+        history, step = state["log_history"], state["global_step"]
+    return step, [{k: v for k, v in e.items() if k not in NOT_COMPARED} for e in history]
+
+
+@pytest.mark.parametrize("stage", ["pretrain", "sft", "reward", "ppo"])
+def test_a_killed_run_resumes_to_the_weights_of_an_uninterrupted_one(
+    stage, world_dir, tokenizer_dir, pretrained, sft_model, reward_model, tmp_path, one_thread, capsys
+):
+    def args(out):
+        return stage_args(stage, world_dir, tokenizer_dir, pretrained, sft_model, reward_model, out)
+
+    reference = tmp_path / "reference"
+    MAINS[stage](args(reference))
+
+    out = tmp_path / "resumed"
+    partial = out.with_name("resumed.partial")
+    last = launch_and_kill(stage, args(out), partial)
+    assert not out.exists()
+    half = fake_half_written(partial, last)
+    capsys.readouterr()
+    MAINS[stage](args(out))
+    log = capsys.readouterr().err
+    assert f"resuming from {last} " in log and f"removing {half}" in log, log
+    assert not partial.exists() and (out / MANIFEST).is_file()
+    assert_same_weights(reference, out)
+    assert steps_and_losses(out, stage) == steps_and_losses(reference, stage)
+
+
+def test_resume_false_starts_over_and_other_settings_are_refused(world_dir, tokenizer_dir, tmp_path, capsys):
+    out = tmp_path / "pretrain"
+    args = stage_args("pretrain", world_dir, tokenizer_dir, None, None, None, out)
+    pretrain.main(args)
+    partial = out.with_name("pretrain.partial")
+    out.rename(partial)  # as a run killed after its last checkpoint leaves it
+    with pytest.raises(RecipeError, match=r"other settings \(learning_rate: 0.002 -> 0.001\).*--resume false"):
+        pretrain.main(args + ["--learning_rate", "1e-3"])
+    assert (partial / "checkpoint-160" / CHECKPOINT_DONE).is_file()  # refused: nothing removed
+    capsys.readouterr()
+    pretrain.main(args + ["--learning_rate", "1e-3", "--resume", "false"])
+    assert "resuming" not in capsys.readouterr().err
+    state = json.loads((out / "trainer_state.json").read_text())
+    assert state["global_step"] == 160 and state["log_history"][0]["step"] == 5  # trained from step 0
