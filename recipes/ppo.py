@@ -22,7 +22,7 @@ from transformers import AutoModelForCausalLM, AutoModelForSequenceClassificatio
 from trl import ModelConfig, ScriptArguments, TrlParser, get_peft_config
 from trl.experimental.ppo import PPOConfig
 
-from rlhf_recipes.compat import ResumablePPOTrainer, save_ppo_policy
+from rlhf_recipes.compat import CheckpointCompleted, ResumablePPOTrainer, save_ppo_policy
 from rlhf_recipes.evaluation.generation import context_length
 from rlhf_recipes.evaluation.judging import EvalArguments, answer_prompts, judge, summarize
 from rlhf_recipes.training.chat import prepare_tokenizer
@@ -30,7 +30,6 @@ from rlhf_recipes.training.config import RecipeError, cli, parse
 from rlhf_recipes.training.launch import apply_launch, launched_with, rank_summary
 from rlhf_recipes.training.loading import load_pretrained, load_splits, load_trained
 from rlhf_recipes.training.outputs import (
-    CheckpointCompleted,
     Stopwatch,
     TrainingOutputArguments,
     last_checkpoint,

@@ -28,11 +28,11 @@ from transformers import (
 )
 from trl import TrlParser
 
+from rlhf_recipes.compat import CheckpointCompleted
 from rlhf_recipes.training.config import RecipeError, cli, parse
 from rlhf_recipes.training.launch import apply_launch, rank_summary
 from rlhf_recipes.training.loading import load_pretrained, load_splits, load_trained
 from rlhf_recipes.training.outputs import (
-    CheckpointCompleted,
     Stopwatch,
     TrainingOutputArguments,
     last_checkpoint,

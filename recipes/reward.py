@@ -26,7 +26,7 @@ from accelerate import PartialState
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, set_seed
 from trl import ModelConfig, RewardConfig, ScriptArguments, TrlParser, get_peft_config
 
-from rlhf_recipes.compat import ResumableRewardTrainer, on_this_process_only
+from rlhf_recipes.compat import CheckpointCompleted, ResumableRewardTrainer, on_this_process_only
 from rlhf_recipes.training.chat import prepare_tokenizer
 from rlhf_recipes.training.config import RecipeError, cli, parse
 from rlhf_recipes.training.launch import apply_launch, rank_summary
@@ -39,7 +39,6 @@ from rlhf_recipes.training.loading import (
     tokenizer_kwargs,
 )
 from rlhf_recipes.training.outputs import (
-    CheckpointCompleted,
     Stopwatch,
     TrainingOutputArguments,
     last_checkpoint,

@@ -22,7 +22,7 @@ from datasets import concatenate_datasets
 from transformers import AutoModelForCausalLM, AutoTokenizer, set_seed
 from trl import ModelConfig, ScriptArguments, SFTConfig, TrlParser, get_peft_config
 
-from rlhf_recipes.compat import ResumableSFTTrainer
+from rlhf_recipes.compat import CheckpointCompleted, ResumableSFTTrainer
 from rlhf_recipes.evaluation.judging import EvalArguments, answer_prompts, judge, summarize
 from rlhf_recipes.training.chat import prepare_tokenizer, training_template
 from rlhf_recipes.training.config import RecipeError, cli, parse
@@ -36,7 +36,6 @@ from rlhf_recipes.training.loading import (
     tokenizer_kwargs,
 )
 from rlhf_recipes.training.outputs import (
-    CheckpointCompleted,
     Stopwatch,
     TrainingOutputArguments,
     last_checkpoint,

@@ -13,10 +13,13 @@ from pathlib import Path
 
 import torch
 from safetensors.torch import load_model, save_model
+from transformers import TrainerCallback
 from transformers.trainer import OPTIMIZER_NAME, SCHEDULER_NAME
 from trl import RewardTrainer, SFTTrainer
 from trl.experimental.ppo import PPOTrainer
 from trl.experimental.ppo.ppo_trainer import OnlineTrainerState
+
+from .training.outputs import CHECKPOINT_DONE, CHECKPOINT_PREFIX, write_json
 
 DATA_POSITION = "data_position.json"
 TOKEN_COUNT = "token_count.json"
@@ -59,6 +62,15 @@ def save_ppo_policy(trainer, tokenizer, out) -> None:
             )
         tokenizer.save_pretrained(out)
     trainer.accelerator.wait_for_everyone()
+
+
+class CheckpointCompleted(TrainerCallback):
+    """Mark a checkpoint complete once the trainer has written all of it (`on_save` runs after the save)."""
+
+    def on_save(self, args, state, control, **kwargs):
+        if state.is_world_process_zero:
+            folder = Path(args.output_dir) / f"{CHECKPOINT_PREFIX}-{state.global_step}"
+            write_json(folder / CHECKPOINT_DONE, {"global_step": state.global_step})
 
 
 class KeepsTokenCount:

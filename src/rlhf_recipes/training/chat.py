@@ -9,8 +9,6 @@ The `{% generation %}` markers let TRL compute the loss on the assistant's token
 
 from __future__ import annotations
 
-from trl.chat_template_utils import get_training_chat_template, has_generation_markers
-
 from .config import RecipeError
 
 EOS_TOKEN = "<|endoftext|>"
@@ -56,6 +54,8 @@ def prepare_tokenizer(tokenizer, model=None):
 
 def training_template(tokenizer) -> str:
     """The chat template with `{% generation %}` markers that assistant-only masks need."""
+    from trl.chat_template_utils import get_training_chat_template, has_generation_markers  # seconds to import
+
     if has_generation_markers(tokenizer.chat_template):
         return tokenizer.chat_template
     patched = get_training_chat_template(tokenizer)

@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
+import errno
+import os
 import sys
+import types
+import typing
 from collections.abc import Callable, Sequence
 from pathlib import Path
+
+import yaml
 
 
 class RecipeError(Exception):
@@ -12,12 +19,16 @@ class RecipeError(Exception):
 
 
 def parse(parser, argv: Sequence[str] | None) -> tuple:
-    """Parse `--config x.yaml` plus command-line overrides, refusing unknown keys in either."""
+    """Parse `--config x.yaml` plus command-line overrides, refusing unknown keys, wrong types and bad values."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    where = "the command line"
     if "--config" in argv:
+        if argv.index("--config") + 1 == len(argv):
+            raise RecipeError("--config needs a path; pass --config recipes/<model>/<stage>.yaml")
         path = Path(argv[argv.index("--config") + 1])
-        if not path.is_file():
-            raise RecipeError(f"config file {path} not found; pass --config recipes/<model>/<stage>.yaml")
+        read_config(path)
+        where = f"{path} or on the command line"
+    parser.error = lambda message: _usage_error(message, where)  # argparse would print usage and exit
     try:
         configs = parser.parse_args_and_config(argv, fail_with_unknown_args=True)
     except ValueError as e:
@@ -25,20 +36,180 @@ def parse(parser, argv: Sequence[str] | None) -> tuple:
         if "Unknown arguments from config file" in message or "not used by the HfArgumentParser" in message:
             raise RecipeError(f"{message.split('. Please')[0]}; check the spelling or run with --help") from e
         raise RecipeError(message) from e
+    finally:
+        del parser.error
     if any(getattr(c, "dataset_streaming", False) for c in configs):
         raise RecipeError(
             "dataset_streaming is not supported: the stages split, count and shuffle whole datasets; "
             "set dataset_streaming: false"
         )
+    for config in configs:
+        check_values(config, where)
     return configs
 
 
+def _usage_error(message: str, where: str) -> typing.NoReturn:
+    raise RecipeError(f"{message}; correct it in {where}")
+
+
+class _DuplicateKey(yaml.MarkedYAMLError):
+    pass
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """PyYAML keeps the last of two equal keys silently; a recipe that sets a key twice is a mistake."""
+
+    def construct_mapping(self, node, deep=False):
+        lines = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in lines:
+                raise _DuplicateKey(problem=f"{key} is set twice (first on line {lines[key]})",
+                                    problem_mark=key_node.start_mark)  # fmt: skip
+            lines[key] = key_node.start_mark.line + 1
+        return super().construct_mapping(node, deep)
+
+
+def read_config(path: Path) -> dict:
+    """A recipe YAML read strictly: a directory, a tab, a repeated key or a non-mapping is one line naming it."""
+    if path.is_dir():
+        examples = sorted(p.name for p in path.glob("*.yaml"))[:3] or ["<stage>.yaml"]
+        raise RecipeError(f"config {path} is a directory; pass a YAML file in it, e.g. {path / examples[0]}")
+    if not path.is_file():
+        raise RecipeError(f"config file {path} not found; pass --config recipes/<model>/<stage>.yaml")
+    try:
+        text = path.read_text(encoding="utf-8")
+        config = yaml.load(text, Loader=_StrictLoader)
+    except UnicodeDecodeError as e:
+        raise RecipeError(f"config {path} is not UTF-8 text; save it as UTF-8") from e
+    except yaml.MarkedYAMLError as e:
+        mark = e.problem_mark or e.context_mark
+        line = text.split("\n")[mark.line] if mark else ""
+        if isinstance(e, _DuplicateKey):
+            fix = "keep one of them"
+        elif "\t" in line:
+            fix = "indent with spaces: YAML does not allow tabs"
+        else:
+            fix = "fix the YAML syntax there"
+        raise RecipeError(f"config {path} line {mark.line + 1 if mark else '?'}: {e.problem}; {fix}") from e
+    if not isinstance(config, dict):
+        what = "nothing" if config is None else f"a {type(config).__name__}"
+        raise RecipeError(f"config {path} holds {what}, not `key: value` settings; write one setting per line")
+    return config
+
+
+# Values the libraries accept and fail on later (or train nonsense with): checked before any work.
+RANGES: dict[str, tuple[Callable[[float], bool], str]] = {
+    "learning_rate": (lambda v: v > 0, "above 0, e.g. 5e-5"),
+    "gradient_accumulation_steps": (lambda v: v >= 1, "at least 1"),
+    "num_ppo_epochs": (lambda v: v >= 1, "at least 1"),
+    "num_mini_batches": (lambda v: v >= 1, "at least 1"),
+    "temperature": (lambda v: v > 0, "above 0"),
+    "label_noise": (
+        lambda v: 0 <= v < 0.5,
+        "in [0, 0.5): at 0.5 the labels are coin flips, above it the labeler prefers the worse answer",
+    ),
+    "test_fraction": (lambda v: 0 <= v < 1, "in [0, 1)"),
+    "max_new_tokens": (lambda v: v >= 1, "at least 1"),
+    "response_length": (lambda v: v >= 1, "at least 1"),
+    "max_prompt_length": (lambda v: v >= 1, "at least 1"),
+}
+AT_LEAST_ONE = RANGES["gradient_accumulation_steps"]  # and every *batch_size
+SIMPLE_TYPES = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}
+
+
+def check_values(config, where: str) -> None:
+    """Refuse a field of the wrong type or out of range, naming it, before any model or data is loaded.
+
+    argparse converts only string values, so a YAML list or number where another kind belongs gets through.
+    """
+    hints = _field_types(type(config))
+    for field in dataclasses.fields(config):
+        value = getattr(config, field.name)
+        kind = hints.get(field.name)
+        if value is None:
+            continue
+        if kind and not _is_a(value, kind):
+            raise RecipeError(f"{field.name} is {value!r}, not {SIMPLE_TYPES[kind]}; set it in {where}")
+        rule = RANGES.get(field.name) or (AT_LEAST_ONE if field.name.endswith("batch_size") else None)
+        if rule and isinstance(value, (int, float)) and not isinstance(value, bool) and not rule[0](value):
+            raise RecipeError(f"{field.name} is {value}; it must be {rule[1]}: set it in {where}")
+    check_mini_batches(config, where)
+
+
+def check_mini_batches(config, where: str) -> None:
+    """PPO cuts each rank's rollouts into `num_mini_batches` equal parts; TRL finds out only after loading 4 models."""
+    parts = getattr(config, "num_mini_batches", None)
+    if not isinstance(parts, int) or parts < 1:
+        return
+    size, steps = config.per_device_train_batch_size, config.gradient_accumulation_steps
+    rollouts = size * steps
+    if rollouts % parts:
+        fits = max(d for d in range(1, parts + 1) if rollouts % d == 0)
+        raise RecipeError(
+            f"num_mini_batches {parts} does not divide the {rollouts} rollouts per update "
+            f"(per_device_train_batch_size {size} x gradient_accumulation_steps {steps}); "
+            f"set num_mini_batches to a divisor of {rollouts}, e.g. {fits}, in {where}"
+        )
+
+
+def _field_types(cls) -> dict[str, type]:
+    """The fields of a config dataclass typed plainly int, float, bool or str (optional or not)."""
+    try:
+        hints = typing.get_type_hints(cls)
+    except Exception:  # a hint this Python cannot resolve: check nothing rather than guess
+        return {}
+    out = {}
+    for name, hint in hints.items():
+        if typing.get_origin(hint) in (typing.Union, types.UnionType):
+            args = [a for a in typing.get_args(hint) if a is not type(None)]
+            hint = args[0] if len(args) == 1 else None
+        if hint in SIMPLE_TYPES:
+            out[name] = hint
+    return out
+
+
+def _is_a(value, kind: type) -> bool:
+    if kind is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if kind is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, kind)
+
+
+DISK_FULL = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
+
+
+def disk_full(error: BaseException | None) -> str | None:
+    """Why `error` (or one it came from) is a full disk or a file-size limit, or None.
+
+    Python raises OSError; writers in Rust (tokenizers, safetensors) raise a plain Exception with the OS's words.
+    """
+    while error is not None:
+        if isinstance(error, OSError) and error.errno in DISK_FULL:
+            return error.strerror
+        for reason in map(os.strerror, DISK_FULL):
+            if reason in str(error):
+                return reason
+        error = error.__cause__ or error.__context__
+    return None
+
+
 def cli(main: Callable[[Sequence[str] | None], object]) -> None:
-    """Run a stage's `main`, turning a `RecipeError` into one line on stderr and exit status 2."""
+    """Run a stage's `main`, turning a `RecipeError` (or a full disk) into one line on stderr and exit status 2."""
     try:
         main(None)
     except RecipeError as e:
         print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+    except Exception as e:
+        if (reason := disk_full(e)) is None:
+            raise
+        print(
+            f"error: the output could not be written: {reason}; free some space (or raise the file size limit) "
+            "and run again, or set output_dir on a disk with room",
+            file=sys.stderr,
+        )
         sys.exit(2)
 
 

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from pathlib import Path
 
 from accelerate import PartialState
 
-from ..compat import on_this_process_only
 from .config import RecipeError, first_line
+
+DATA_FILE_BUILDERS = {".jsonl": "json", ".json": "json", ".csv": "csv", ".parquet": "parquet"}
+ROLES = ("system", "user", "assistant", "tool")
+CHECKED_COLUMNS = {"text", "messages", "prompt", "completion", "chosen", "rejected"}
+NOT_EMPTY = {"prompt", "completion", "messages"}  # an empty chosen/rejected answer is a fair thing to rank
 
 
 def looks_like_hub_id(name: str) -> bool:
@@ -29,17 +34,11 @@ def require_dir(path: str | Path, what: str, fix: str) -> Path:
 def load_splits(
     name: str, splits: Sequence[str], accepts: Sequence[set[str]], fix: str, config: str | None = None
 ) -> dict:
-    """Load `splits` of a local or hub dataset that has one of the `accepts` column sets, or fail in one line."""
-    from datasets import load_dataset  # heavy; only the stages that read data pay for it
+    """Load `splits` of a local or hub dataset that has one of the `accepts` column sets, or fail in one line.
 
-    require_dir(name, "dataset", fix)
-    for f in sorted(Path(name).glob("*.json*")) if Path(name).is_dir() else []:
-        if f.stat().st_size == 0:
-            raise RecipeError(f"dataset file {f} is empty; {fix}")
-    try:
-        raw = load_dataset(name, config)
-    except Exception as e:  # offline hub, malformed file, ...: one line, the cause chained for --debug
-        raise RecipeError(f"cannot load dataset {name}: {type(e).__name__}: {first_line(e)}") from e
+    Every row of those columns is checked up front: TRL would fail on a bad one hours in, or skip it silently.
+    """
+    raw = load_raw(name, fix, config)
     wanted = " or ".join("/".join(sorted(c)) for c in accepts)
     out = {}
     for split in splits:
@@ -50,17 +49,154 @@ def load_splits(
             raise RecipeError(f"dataset {name} split {split!r} has columns {ds.column_names}; expected {wanted}")
         if len(ds) == 0:
             raise RecipeError(f"dataset {name} split {split!r} is empty; {fix}")
+        check_rows(ds, f"dataset {name} split {split!r}", set().union(*accepts) & CHECKED_COLUMNS)
         out[split] = ds
     return out
+
+
+def load_raw(name: str, fix: str, config: str | None = None):
+    """The DatasetDict of a hub id, a dataset folder or one data file (its one split is `train`).
+
+    A file that cannot be read is reported by file and line: `datasets` names neither.
+    """
+    from datasets import load_dataset  # heavy; only the stages that read data pay for it
+
+    path = Path(name)
+    if path.is_file():
+        if path.suffix not in DATA_FILE_BUILDERS:
+            raise RecipeError(
+                f"dataset file {path} is not a data file `datasets` reads; use .jsonl, .json, .csv or .parquet, "
+                "or a dataset folder"
+            )
+        files, args, kwargs = [path], [DATA_FILE_BUILDERS[path.suffix]], {"data_files": str(path)}
+    else:
+        require_dir(name, "dataset", fix)
+        files = sorted(f for f in path.glob("*") if f.suffix in DATA_FILE_BUILDERS) if path.is_dir() else []
+        args, kwargs = [name, config], {}
+    for f in files:
+        if f.stat().st_size == 0:
+            raise RecipeError(f"dataset file {f} is empty; {fix}")
+        if problem := not_utf8(f):  # pyarrow reads such bytes without a word and fails on the row later
+            raise RecipeError(problem)
+    try:
+        return load_dataset(*args, **kwargs)
+    except Exception as e:  # offline hub, malformed file, ...: one line, the cause chained
+        where = next(filter(None, map(bad_json_line, files)), None)
+        raise RecipeError(where or f"cannot load dataset {name}: {type(e).__name__}: {first_line(e)}") from e
+
+
+def not_utf8(path: Path) -> str | None:
+    """The first line of a text data file that is not UTF-8, or None."""
+    if path.suffix not in (".jsonl", ".json", ".csv"):
+        return None
+    for n, line in enumerate(path.read_bytes().split(b"\n"), 1):
+        try:
+            line.decode("utf-8")
+        except UnicodeDecodeError as e:
+            return (
+                f"{path} line {n} is not UTF-8 text (byte {line[e.start]:#04x} at column {e.start + 1}); "
+                "re-save the file as UTF-8"
+            )
+    return None
+
+
+def bad_json_line(path: Path) -> str | None:
+    """The first line of a JSON (lines) file that is not a JSON object, or None: `datasets` names neither."""
+    if path.suffix not in (".jsonl", ".json"):
+        return None
+    text = path.read_text(encoding="utf-8")
+    if text.lstrip().startswith("["):  # one JSON document: a list of rows
+        try:
+            json.loads(text)
+        except json.JSONDecodeError as e:
+            return f"{path} line {e.lineno} is not valid JSON ({json_problem(e)}); fix it"
+        return None
+    for n, line in enumerate(text.split("\n"), 1):
+        try:
+            row = json.loads(line) if line.strip() else {}
+        except json.JSONDecodeError as e:
+            return f"{path} line {n} is not valid JSON ({json_problem(e)}); fix or delete that line"
+        if not isinstance(row, dict):
+            return f"{path} line {n} is {describe(row)}, not a JSON object of columns; write one object per line"
+    return None
+
+
+def json_problem(e: json.JSONDecodeError) -> str:
+    return f"{e.msg.removesuffix(' at')} at column {e.colno}"  # "Unterminated string starting at" + column
+
+
+def check_rows(ds, where: str, columns: set[str]) -> None:
+    """Refuse the first row of `columns` a stage cannot learn from: its number (from 1), the problem, the fix."""
+    present = [c for c in ds.column_names if c in columns]
+    if not present:
+        return
+    for start, batch in enumerate(ds.select_columns(present).iter(batch_size=1000)):
+        for i in range(len(batch[present[0]])):
+            if problem := row_problem({c: batch[c][i] for c in present}):
+                raise RecipeError(f"{where} row {start * 1000 + i + 1}: {problem}")
+
+
+def row_problem(row: dict) -> str | None:
+    """What is wrong with one row in TRL's standard formats (plain text or {role, content} messages), or None."""
+    for column, value in row.items():
+        if problem := cell_problem(column, value):
+            return problem
+    if "chosen" in row and "rejected" in row and row["chosen"] == row["rejected"]:
+        return "`chosen` and `rejected` are the same answer, so the pair prefers nothing; drop the row"
+    return None
+
+
+def cell_problem(column: str, value) -> str | None:
+    """`text` is a string; `messages` a list of messages; the other columns either, and not empty where it matters."""
+    if isinstance(value, str) and column != "messages":
+        empty = column in NOT_EMPTY and not value.strip()
+        return f"`{column}` is empty; fill it in or drop the row" if empty else None
+    if column == "text":
+        return f"`text` is {describe(value)}; it must be a string"
+    if not (isinstance(value, list) and value and all(isinstance(m, dict) for m in value)):
+        either = "" if column == "messages" else "a string or "
+        return f"`{column}` is {describe(value)}; it must be {either}a list of {{role, content}} messages"
+    for j, message in enumerate(value, 1):
+        if message.get("role") not in ROLES:
+            return f"`{column}` message {j} has role {message.get('role')!r}; use one of {', '.join(ROLES)}"
+        if not isinstance(message.get("content"), str):
+            return f"`{column}` message {j} has content {describe(message.get('content'))}; it must be a string"
+    answers = [m["content"] for m in value if m["role"] == "assistant"]
+    if column == "messages" and not answers:
+        return "`messages` has no assistant turn, so there is nothing to learn; add the answer or drop the row"
+    if column in ("messages", "completion") and not all(a.strip() for a in answers):
+        return f"`{column}` has an empty assistant turn; fill it in or drop the row"
+    if column == "prompt" and not any(m["content"].strip() for m in value):
+        return "`prompt` is empty; fill it in or drop the row"
+    return None
+
+
+JSON_NAMES = {"str": "string", "dict": "object", "int": "number", "float": "number", "bool": "boolean"}
+
+
+def describe(value) -> str:
+    """What a value of the wrong kind is, in the words of the JSON a user wrote."""
+    if value is None or isinstance(value, (bool, int, float)):
+        return json.dumps(value) if value is None else f"the {JSON_NAMES[type(value).__name__]} {json.dumps(value)}"
+    if isinstance(value, list):
+        kinds = sorted({JSON_NAMES.get(type(v).__name__, type(v).__name__) for v in value})
+        return f"a list of {'/'.join(kinds)} values" if value else "an empty list"
+    name = JSON_NAMES.get(type(value).__name__, type(value).__name__)
+    return f"an {name}" if name[0] in "aeiou" else f"a {name}"
 
 
 def load_pretrained(auto_class, name: str, fix: str = "check the path or hub id", **kwargs):
     """`auto_class.from_pretrained(name)`, failing in one line on a missing path or an unreachable hub.
 
     Models load from safetensors only: a pickled `.bin` checkpoint can run code when it is read.
+    A local folder is checked first for what transformers would otherwise accept silently.
     """
-    require_dir(name, auto_class.__name__.removeprefix("Auto").lower(), fix)
     is_model = "Tokenizer" not in auto_class.__name__
+    require_dir(name, "model" if is_model else "tokenizer", fix)
+    if Path(name).is_dir() and is_model:
+        check_model_head(auto_class, Path(name), fix, kwargs.get("num_labels"))
+    elif Path(name).is_dir():
+        require_vocab(Path(name), fix)
     if is_model:
         kwargs.setdefault("use_safetensors", True)
     try:
@@ -75,6 +211,50 @@ def load_pretrained(auto_class, name: str, fix: str = "check the path or hub id"
         else:
             hint = ""
         raise RecipeError(f"cannot load {name}: {first_line(e)}{hint}") from e
+    except Exception as e:
+        if type(e).__name__ != "SafetensorError":
+            raise
+        raise RecipeError(
+            f"cannot load {name}: its safetensors weights are damaged ({first_line(e)}), e.g. cut short by an "
+            "interrupted copy or a full disk; save or copy the model again"
+        ) from e
+
+
+def check_model_head(auto_class, path: Path, fix: str, num_labels: int | None) -> None:
+    """Refuse a checkpoint whose saved head is not the one asked for: transformers would swap it silently.
+
+    A sequence classifier or BERT loads as `AutoModelForCausalLM` with a fresh LM head, and a reward model
+    saved with two outputs fails deep inside transformers with a size-mismatch report.
+    """
+    from transformers import AutoConfig
+    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+
+    try:
+        config = AutoConfig.from_pretrained(path)
+    except (OSError, ValueError):
+        return  # from_pretrained reports it
+    saved = config.architectures or []
+    causal = set(MODEL_FOR_CAUSAL_LM_MAPPING_NAMES.values())
+    if auto_class.__name__ == "AutoModelForCausalLM" and saved:
+        if not any(a in causal or a.endswith(("ForCausalLM", "LMHeadModel")) for a in saved):
+            raise RecipeError(f"{path} holds a {saved[0]}, not a causal language model that writes text; {fix}")
+    classifier = any(a.endswith("ForSequenceClassification") for a in saved)
+    if num_labels is not None and classifier and config.num_labels != num_labels:
+        raise RecipeError(
+            f"{path} is a {saved[0]} with {config.num_labels} outputs, not {num_labels} (a reward model scores "
+            f"with one); {fix}"
+        )
+
+
+def require_vocab(path: Path, fix: str) -> None:
+    """A tokenizer folder must hold a vocabulary: without one transformers builds a one-token tokenizer silently."""
+    names = [f.name for f in path.iterdir()]
+    if not any(n in ("tokenizer.json", "tekken.json") or "vocab" in n or n.endswith((".model", ".spm", ".tiktoken"))
+               for n in names):  # fmt: skip
+        raise RecipeError(
+            f"tokenizer {path} has no tokenizer files (tokenizer.json, vocab.json, tokenizer.model, ...); "
+            f"save the tokenizer into it with `tokenizer.save_pretrained`, or {fix}"
+        )
 
 
 def quantization_kwargs(model_args) -> dict:
@@ -119,6 +299,8 @@ def load_trained(auto_class, out: Path, **kwargs):
     Stages evaluate this, not the trainer's object: under ZeRO-3 or FSDP the trained weights are
     sharded over the ranks, and a forward pass on the main process alone would wait forever.
     """
+    from ..compat import on_this_process_only  # imports TRL's trainers: seconds the data-only stages skip
+
     if (out / "adapter_config.json").is_file():
         import peft
 
@@ -132,6 +314,8 @@ def merge_saved_adapter(model, tokenizer, out: Path):
 
     The next stage then loads `out` like any checkpoint, with no PEFT code.
     """
+    from ..compat import on_this_process_only
+
     adapter = out / "adapter"
     model.save_pretrained(adapter)  # the adapter config and weights, as the trainer saved them
     for f in out.glob("adapter_*"):

@@ -29,13 +29,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from accelerate import PartialState
-from transformers import TrainerCallback
-from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from .config import RecipeError
 
 MANIFEST = "rlhf_recipes.json"
 CHECKPOINT_DONE = "rlhf_recipes_checkpoint.json"
+CHECKPOINT_PREFIX = "checkpoint"  # transformers' PREFIX_CHECKPOINT_DIR; importing it costs seconds
 # settings that may change between a run and its resumption without changing what it computes
 RESUMABLE_CHANGES = {
     *("output_dir", "logging_dir", "run_name", "overwrite_output_dir", "disable_tqdm"),
@@ -173,15 +172,6 @@ def last_checkpoint(directory: str | Path) -> str | None:
     return str(done[-1]) if done else None
 
 
-class CheckpointCompleted(TrainerCallback):
-    """Mark a checkpoint complete once the trainer has written all of it (`on_save` runs after the save)."""
-
-    def on_save(self, args, state, control, **kwargs):
-        if state.is_world_process_zero:
-            folder = Path(args.output_dir) / f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}"
-            write_json(folder / CHECKPOINT_DONE, {"global_step": state.global_step, "completed": _now()})
-
-
 def _prepare_partial(partial: Path, stage: str, settings: dict | None, resume: bool) -> None:
     """Clear a dead run's leftovers, keeping its complete checkpoints when this run resumes it."""
     previous = json.loads((partial / MANIFEST).read_text()) if (partial / MANIFEST).is_file() else {}
@@ -194,7 +184,7 @@ def _prepare_partial(partial: Path, stage: str, settings: dict | None, resume: b
     for child in partial.iterdir():  # the dead run's leftovers, written by a stage (checked by the caller)
         if child in keep or child.name == MANIFEST:
             continue
-        if child.name.startswith(PREFIX_CHECKPOINT_DIR) and resume:
+        if child.name.startswith(CHECKPOINT_PREFIX) and resume:
             print(f"removing {child.name}: it was still being written when the run stopped", file=sys.stderr)
         shutil.rmtree(child) if child.is_dir() and not child.is_symlink() else child.unlink()
     if keep:
@@ -217,8 +207,8 @@ def staged_output(
 ) -> Iterator[Path]:
     """Build a stage's output in `<dir>.partial` and move it into place only when the stage succeeds.
 
-    A run that fails before writing anything leaves nothing; one that fails later leaves `<dir>.partial`
-    to inspect, never a directory that looks finished. What is refused, and why, is in the module docstring.
+    A run that fails leaves nothing, unless `<dir>.partial` holds a complete checkpoint to resume from;
+    never a directory that looks finished. What is refused, and why, is in the module docstring.
     With `resume`, the complete checkpoints of a dead run with the same `settings` are kept for `train()`.
     """
     final_dir = Path(final_dir)
@@ -244,8 +234,8 @@ def staged_output(
             partial.rename(final_dir)
         state.wait_for_everyone()
     except BaseException:
-        if lock is not None and [p.name for p in partial.iterdir()] in ([], [MANIFEST]):
-            shutil.rmtree(partial)  # failed before writing anything (bad input): leave no trace
+        if lock is not None and not any(map(is_complete, checkpoints(partial))):
+            shutil.rmtree(partial)  # nothing to resume from (bad input, a full disk): leave no trace
         raise
     finally:
         if lock is not None:
