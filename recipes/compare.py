@@ -31,9 +31,10 @@ from rlhf_recipes.training.config import RecipeError, cli, parse
 from rlhf_recipes.training.launch import apply_launch
 from rlhf_recipes.training.loading import load_pretrained, load_splits
 from rlhf_recipes.training.outputs import OutputArguments, Stopwatch, input_paths, staged_output, write_json
+from rlhf_recipes.training.world_inputs import WORLD_FILE, follow_world, load_world, world_record
 from rlhf_recipes.world.datagen import write_jsonl
 from rlhf_recipes.world.labeler import GoldLabeler, noisy_choice
-from rlhf_recipes.world.world import World, is_harmful_request
+from rlhf_recipes.world.world import is_harmful_request
 
 
 @dataclass
@@ -41,15 +42,21 @@ class CompareArguments:
     model_name_or_path: str = field(default="outputs/tiny/sft", metadata={"help": "The SFT model that answers."})
     dataset_name: str = field(default="data/world/comparison_prompts", metadata={"help": "Dataset with `prompt`."})
     dataset_train_split: str = field(default="train", metadata={"help": "Split holding the prompts."})
-    world_file: str = field(default="data/world/world.json", metadata={"help": "The gold labeler's world."})
+    world_file: str | None = field(
+        default="auto",
+        metadata={"help": "The gold labeler's world.json. auto: the world of dataset_name (a `make data` dataset)."},
+    )
     num_samples_per_prompt: int = field(default=4, metadata={"help": "K answers per prompt; C(K,2) pairs."})
     temperature: float = field(default=1.0, metadata={"help": "Sampling temperature of the answers."})
     max_new_tokens: int = field(default=48, metadata={"help": "Longest answer, in tokens."})
     label_noise: float = field(default=0.15, metadata={"help": "Chance the labeler prefers the worse answer."})
     test_fraction: float = field(default=0.1, metadata={"help": "Share of prompts whose pairs form the test split."})
     offline_pairs: str | None = field(
-        default="data/world/preferences",
-        metadata={"help": "Offline `chosen`/`rejected` pairs to mix in; empty: none."},
+        default="auto",
+        metadata={
+            "help": "Offline `chosen`/`rejected` pairs to mix in. auto: the world's preferences; none: no "
+            "offline pairs; or a dataset path."
+        },
     )
     num_offline_pairs: int = field(default=1000, metadata={"help": "How many offline pairs join the train split."})
     seed: int = field(default=0, metadata={"help": "Seed of sampling, labelling noise and the split."})
@@ -139,7 +146,7 @@ def offline_rows(args: CompareArguments) -> list[dict]:
     if not args.offline_pairs or args.num_offline_pairs <= 0:
         return []
     pairs = load_splits(
-        args.offline_pairs, ["train"], [{"prompt", "chosen", "rejected"}], "run `make data` first or set offline_pairs"
+        args.offline_pairs, ["train"], [{"prompt", "chosen", "rejected"}], "set offline_pairs, or none"
     )["train"]
     picked = pairs.shuffle(seed=args.seed).select(range(min(len(pairs), args.num_offline_pairs)))
     return [{**row, "source": "offline"} for row in picked.to_list()]
@@ -169,11 +176,12 @@ def collect(args: CompareArguments) -> tuple[dict[str, list], dict]:
     prompts = load_splits(
         args.dataset_name, [args.dataset_train_split], [{"prompt"}], "run `make data` first or set dataset_name"
     )[args.dataset_train_split]["prompt"]
-    labeler = GoldLabeler(World.load(args.world_file))
+    labeler = GoldLabeler(load_world(args.world_file))
+    offline = offline_rows(args)
     answers = sample_answers(model, tokenizer, prompts, args)  # every rank gets all answers
     splits = split_pairs(args, labeler, prompts, answers)
     collected = splits["train"] + splits["test"]
-    splits["train"] += offline_rows(args)
+    splits["train"] += offline
     random.Random(args.seed).shuffle(splits["train"])
     metrics = {
         "prompts": len(prompts),
@@ -193,6 +201,12 @@ def main(argv: Sequence[str] | None = None) -> dict:
     args, output_args = parse(parser, apply_launch(parser, argv))  # the accelerate config picks the hardware
     if args.num_samples_per_prompt < 2:
         raise RecipeError(f"num_samples_per_prompt is {args.num_samples_per_prompt}; comparisons need at least 2")
+    world = follow_world(args, args.dataset_name, world_file=WORLD_FILE, offline_pairs="preferences")
+    if not args.world_file:
+        raise RecipeError(
+            f"compare ranks answers with the embedded world's gold labeler, and {args.dataset_name} is not a "
+            "`make data` dataset: set world_file, or give your own chosen/rejected pairs to `make reward`"
+        )
     with staged_output(
         args.output_dir, stage="compare", inputs=input_paths(args), overwrite=output_args.overwrite_output_dir
     ) as out:
@@ -205,7 +219,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
                 "rlhf-recipes gold labeler with label noise, plus offline pairs (`source`). `load_dataset` this "
                 "folder for `prompt`/`chosen`/`rejected` in TRL's conversational preference format.\n"
             )
-        write_json(Path(out) / "metrics.json", metrics)
+        write_json(Path(out) / "metrics.json", {**world_record(world, out), **metrics})
     PartialState().print(metrics)
     return metrics
 

@@ -37,8 +37,8 @@ from rlhf_recipes.training.outputs import (
     write_json,
     write_model_card,
 )
+from rlhf_recipes.training.world_inputs import WORLD_FILE, follow_world, load_world, world_record
 from rlhf_recipes.world.labeler import GoldLabeler
-from rlhf_recipes.world.world import World
 
 WATCHED = {
     "objective/rlhf_reward": "rlhf_reward",
@@ -97,7 +97,8 @@ def load_models(training_args: PPOConfig, model_args: ModelConfig):
     if reward_tokenizer.get_vocab() != tokenizer.get_vocab():
         raise RecipeError(
             f"reward model {training_args.reward_model_path} uses a different tokenizer than the policy "
-            f"{training_args.sft_model_path}; train the reward model from the SFT model (make reward)"
+            f"{training_args.sft_model_path}, and PPO scores the policy's token ids as they are; train the reward "
+            "model from the SFT model (make reward) or from a model with the policy's tokenizer"
         )
     reward, value = (
         load_pretrained(
@@ -180,12 +181,16 @@ def summarize_log(log_history: list[dict]) -> dict:
     }
 
 
-def train(args: PPOArguments, training_args: PPOConfig, model_args: ModelConfig, out) -> dict:
+def train(args: PPOArguments, training_args: PPOConfig, model_args: ModelConfig, out, world) -> dict:
     """Run PPO into `out` (the staged output directory) and judge the policy it saves."""
     set_seed(training_args.seed)  # LoRA and score-head inits draw from the global RNG
     clock = Stopwatch()
     tokenizer, policy, ref, reward, value = load_models(training_args, model_args)
     train_set, held = tokenized_prompts(args, training_args, tokenizer, policy)
+    judging = None  # the gold labeler and its prompts, read before training so a wrong path costs seconds
+    if args.eval_prompts and args.world_file:
+        rows = load_splits(args.eval_prompts, ["test"], [{"prompt"}], "set eval_prompts, or none")["test"].to_list()
+        judging = GoldLabeler(load_world(args.world_file)), rows
     try:
         trainer = ResumablePPOTrainer(
             args=training_args,
@@ -203,6 +208,8 @@ def train(args: PPOArguments, training_args: PPOConfig, model_args: ModelConfig,
         raise RecipeError(f"PPO settings rejected: {e}") from e
     trainer.train(resume_from_checkpoint=last_checkpoint(out))
     metrics = {
+        "data": {"dataset": args.dataset_name, "train_prompts": len(train_set), "eval_prompts": args.eval_prompts},
+        **world_record(world, out),
         "episodes": trainer.state.episode,
         "updates": trainer.state.global_step,
         **summarize_log(trainer.state.log_history),
@@ -210,15 +217,11 @@ def train(args: PPOArguments, training_args: PPOConfig, model_args: ModelConfig,
         "config": {key: getattr(training_args, key) for key in SHARED_SETTINGS},
     }
     save_ppo_policy(trainer, tokenizer, out)
-    if args.eval_prompts and args.world_file and PartialState().is_main_process:
-        rows = load_splits(args.eval_prompts, ["test"], [{"prompt"}], "set eval_prompts")["test"].to_list()
+    if judging and PartialState().is_main_process:
+        labeler, rows = judging
         policy = load_trained(AutoModelForCausalLM, out)
-        judged = judge(
-            GoldLabeler(World.load(args.world_file)),
-            rows,
-            answer_prompts(policy, tokenizer, rows, args, training_args.seed),
-        )
-        metrics["ppo"] = summarize(judged)
+        answers = answer_prompts(policy, tokenizer, rows, args, training_args.seed)
+        metrics["ppo"] = summarize(judge(labeler, rows, answers))
     metrics["wall_time_s"] = clock.seconds
     write_json(out / "metrics.json", {**metrics, "log_history": trainer.state.log_history})
     write_model_card(
@@ -247,8 +250,9 @@ def main(argv: Sequence[str] | None = None) -> dict:
             "PPO checkpoints are not supported under DeepSpeed (its engine keeps its own format); "
             "set save_strategy: no, or launch without DeepSpeed to checkpoint and resume"
         )
+    world = follow_world(args, args.dataset_name, eval_prompts="eval_prompts", world_file=WORLD_FILE)
     with staged_training_output(training_args, args, model_args, stage="ppo", options=output_args) as out:
-        metrics = train(args, training_args, model_args, out)
+        metrics = train(args, training_args, model_args, out, world)
     PartialState().print(metrics)
     return metrics
 

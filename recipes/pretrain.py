@@ -31,7 +31,7 @@ from trl import TrlParser
 from rlhf_recipes.compat import CheckpointCompleted
 from rlhf_recipes.training.config import RecipeError, cli, parse
 from rlhf_recipes.training.launch import apply_launch, rank_summary
-from rlhf_recipes.training.loading import load_pretrained, load_splits, load_trained
+from rlhf_recipes.training.loading import HeldOutArguments, load_pretrained, load_splits, load_trained
 from rlhf_recipes.training.outputs import (
     Stopwatch,
     TrainingOutputArguments,
@@ -40,12 +40,12 @@ from rlhf_recipes.training.outputs import (
     write_json,
     write_model_card,
 )
+from rlhf_recipes.training.world_inputs import WORLD_FILE, follow_world, load_world, world_record
 from rlhf_recipes.world.probes import fact_recall, question_continuations
-from rlhf_recipes.world.world import World
 
 
 @dataclass
-class PretrainArguments:
+class PretrainArguments(HeldOutArguments):
     dataset_name: str = field(default="data/world/pretrain", metadata={"help": "Dataset with a `text` column."})
     dataset_train_split: str = field(default="train", metadata={"help": "Split to train on."})
     dataset_test_split: str = field(default="test", metadata={"help": "Held-out split for perplexity."})
@@ -62,7 +62,11 @@ class PretrainArguments:
         default=0.0, metadata={"help": "Dropout of a from-scratch model; 0 lets a small model memorise facts faster."}
     )
     world_file: str | None = field(
-        default="data/world/world.json", metadata={"help": "World whose facts are probed after training; null skips."}
+        default="auto",
+        metadata={
+            "help": "World whose facts are probed after training. auto: the world of dataset_name if it is a "
+            "`make data` dataset, else none; none: no probes; or a world.json path."
+        },
     )
 
 
@@ -95,13 +99,14 @@ def build_model(args: PretrainArguments, tokenizer):
     return GPT2LMHeadModel(config)
 
 
-def packed_splits(args: PretrainArguments, tokenizer) -> dict:
+def packed_splits(args: PretrainArguments, tokenizer, seed: int) -> dict:
     """Documents joined by EOS and cut into full `context_length` blocks: no padding is trained on."""
     raw = load_splits(
         args.dataset_name,
         [args.dataset_train_split, args.dataset_test_split],
         [{"text"}],
         "run `make data` first or set dataset_name",
+        held_out=(args.eval_split_ratio, seed),
     )
     context = args.context_length
 
@@ -122,11 +127,12 @@ def packed_splits(args: PretrainArguments, tokenizer) -> dict:
     return out
 
 
-def train(args: PretrainArguments, training_args: TrainingArguments, out) -> dict:
+def train(args: PretrainArguments, training_args: TrainingArguments, out, world) -> dict:
     """Pretrain into `out` (the staged output directory) and measure what the base model learned."""
     clock = Stopwatch()
     tokenizer = load_pretrained(AutoTokenizer, args.tokenizer_name_or_path, "run `make tokenizer` first")
-    splits = packed_splits(args, tokenizer)
+    splits = packed_splits(args, tokenizer, training_args.seed)
+    probed = load_world(args.world_file) if args.world_file else None  # read now: a wrong path costs seconds
     set_seed(training_args.seed)  # the random init must not depend on what ran before in this process
     model = build_model(args, tokenizer)
     trainer = Trainer(
@@ -148,6 +154,11 @@ def train(args: PretrainArguments, training_args: TrainingArguments, out) -> dic
         * args.context_length
     )
     metrics = {
+        "data": {
+            "dataset": args.dataset_name,
+            **{f"{name}_blocks": len(split) for name, split in zip(("train", "eval"), splits.values())},
+        },
+        **world_record(world, out),
         "parameters": model.num_parameters(),
         "train_loss": round(result.training_loss, 4),
         "eval_loss": round(eval_loss, 4),
@@ -158,17 +169,19 @@ def train(args: PretrainArguments, training_args: TrainingArguments, out) -> dic
     metrics["ranks"] = rank_summary(trainer.model)
     trainer.save_model(str(out))
     trainer.save_state()
-    if args.world_file and trainer.accelerator.is_main_process:
-        world, saved = World.load(args.world_file), load_trained(AutoModelForCausalLM, out)
-        metrics.update(fact_recall(saved, tokenizer, world))
-        metrics["question_continuations"] = question_continuations(saved, tokenizer, world)
+    if probed and trainer.accelerator.is_main_process:
+        saved = load_trained(AutoModelForCausalLM, out)
+        metrics.update(fact_recall(saved, tokenizer, probed))
+        metrics["question_continuations"] = question_continuations(saved, tokenizer, probed)
     metrics["wall_time_s"] = clock.seconds
     write_json(out / "metrics.json", metrics)
     write_model_card(
         out,
         "Base model (pretraining)",
-        "A GPT-2-style causal LM pretrained from scratch on "
-        "the rlhf-recipes embedded world. It continues text; it does not follow instructions.",
+        f"A causal LM {'further ' if args.model_name_or_path else ''}pretrained on "
+        f"{'the rlhf-recipes embedded world' if world else args.dataset_name} "
+        f"({len(splits[args.dataset_train_split])} blocks of {args.context_length} tokens). "
+        "It continues text; it does not follow instructions.",
         metrics,
     )
     return metrics
@@ -179,8 +192,9 @@ def main(argv: Sequence[str] | None = None) -> dict:
     args, training_args, output_args = parse(
         parser, apply_launch(parser, argv)
     )  # the accelerate config picks the hardware
+    world = follow_world(args, args.dataset_name, world_file=WORLD_FILE)
     with staged_training_output(training_args, args, stage="pretrain", options=output_args) as out:
-        metrics = train(args, training_args, out)
+        metrics = train(args, training_args, out, world)
     for line in metrics.get("recall_examples", []) + metrics.get("question_continuations", []):
         print("  " + line.replace("\n", "\\n"))
     PartialState().print({k: v for k, v in metrics.items() if not isinstance(v, list)})

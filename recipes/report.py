@@ -39,6 +39,7 @@ from rlhf_recipes.training.launch import apply_launch
 from rlhf_recipes.training.loading import load_pretrained, load_splits
 from rlhf_recipes.training.outputs import OutputArguments, Stopwatch, input_paths, staged_output, write_json
 from rlhf_recipes.training.rewards import rewards
+from rlhf_recipes.training.world_inputs import WORLD_FILE, follow_world, load_world
 from rlhf_recipes.world.labeler import GoldLabeler
 from rlhf_recipes.world.metrics import load_gold_score
 from rlhf_recipes.world.world import ATTRIBUTES, World
@@ -63,7 +64,6 @@ class ReportArguments(EvalArguments):
     outputs_dir: str = field(
         default="outputs/tiny", metadata={"help": "Folder holding every stage's output; the paths below are in it."}
     )
-    data_dir: str = field(default="data/world", metadata={"help": "The generated world (for its wall time)."})
     policies: list[dict] = field(
         default_factory=list,
         metadata={"help": "The rows, in order: {name, path, prompt: text|fewshot|chat, label, best_of}. YAML only."},
@@ -82,6 +82,9 @@ class ReportArguments(EvalArguments):
     bootstrap_samples: int = field(default=2000, metadata={"help": "Resamples for the win-rate interval."})
     seed: int = field(default=0, metadata={"help": "Seed of sampling and bootstrap."})
     output_dir: str = field(default="outputs/tiny/report", metadata={"help": "Where the report is written."})
+
+
+WORLD_OPTIONS = {"eval_prompts": "eval_prompts", "world_file": WORLD_FILE}  # `auto` follows the RL stage's world
 
 
 def make_parser() -> TrlParser:
@@ -243,9 +246,10 @@ def kl_to_reference(args: ReportArguments, policy: Policy, reference: Policy, ro
     return round(mean(a - b for a, b in zip(ours, theirs)), 3)
 
 
-def stage_metrics(args: ReportArguments) -> dict[str, dict]:
-    """Every finished stage's metrics.json (the data stage's too), in the order the stages finished."""
-    found = {"data": Path(args.data_dir)} | {p.name: p for p in Path(args.outputs_dir).iterdir() if p.is_dir()}
+def stage_metrics(args: ReportArguments, world: Path | None) -> dict[str, dict]:
+    """Every finished stage's metrics.json (the world's data stage's too), in the order the stages finished."""
+    found = {"data": world} if world else {}
+    found |= {p.name: p for p in Path(args.outputs_dir).iterdir() if p.is_dir()}
     done = {name: path / "metrics.json" for name, path in found.items() if (path / "metrics.json").is_file()}
     order = sorted(done, key=lambda name: done[name].stat().st_mtime)
     return {name: json.loads(done[name].read_text()) for name in order if name != "report"}
@@ -253,8 +257,14 @@ def stage_metrics(args: ReportArguments) -> dict[str, dict]:
 
 def build_report(args: ReportArguments) -> tuple[dict, dict]:
     policies = read_policies(args)  # fails on the first missing stage, before any work
+    world_dir = follow_world(args, str(Path(args.outputs_dir) / args.rl_stage), **WORLD_OPTIONS)
+    if not (args.world_file and args.eval_prompts):
+        raise RecipeError(
+            "the report judges every policy with the embedded world's gold labeler; the RL stage did not train "
+            "on a `make data` world: set world_file and eval_prompts"
+        )
     args.eval_temperature, penalty = rl_settings(args)
-    world = World.load(args.world_file)
+    world = load_world(args.world_file)
     labeler = GoldLabeler(world)
     rows = load_splits(args.eval_prompts, ["test"], [{"prompt"}], "run `make data` first")["test"].to_list()
     rm, rm_tok = load_reward(args)
@@ -287,7 +297,7 @@ def build_report(args: ReportArguments) -> tuple[dict, dict]:
         )
         row["kl_to_reference"] = kl_to_reference(args, policy, reference, rows, done)
         report["policies"][policy.name] = row
-    trained = stage_metrics(args)
+    trained = stage_metrics(args, world_dir)
     reward_heldout = trained.get(Path(args.reward_model).name, {}).get("heldout", {})
     report["sampling"] = {"temperature": args.eval_temperature, "missing_eos_penalty": penalty, "from": args.rl_stage}
     report["base_perplexity"] = trained.get("pretrain", {}).get("perplexity")

@@ -31,6 +31,7 @@ from rlhf_recipes.training.chat import prepare_tokenizer
 from rlhf_recipes.training.config import RecipeError, cli, parse
 from rlhf_recipes.training.launch import apply_launch, rank_summary
 from rlhf_recipes.training.loading import (
+    HeldOutArguments,
     load_pretrained,
     load_splits,
     load_trained,
@@ -47,15 +48,19 @@ from rlhf_recipes.training.outputs import (
     write_model_card,
 )
 from rlhf_recipes.training.rewards import rewards, score_head
+from rlhf_recipes.training.world_inputs import follow_world, world_record
 
 PAIR_COLUMNS = [{"chosen", "rejected"}]
 
 
 @dataclass
-class RewardArguments(ScriptArguments):
+class RewardArguments(ScriptArguments, HeldOutArguments):
     heldout_pairs: str | None = field(
-        default="data/world/preferences",
-        metadata={"help": "More held-out pairs to report accuracy on (its `test` split); empty: none."},
+        default="auto",
+        metadata={
+            "help": "More held-out pairs to report accuracy on (their `test` split). auto: the world's offline "
+            "preferences when dataset_name comes from a `make data` world, else none; none: skip; or a path."
+        },
     )
     normalize_rewards: bool = field(
         default=True, metadata={"help": "Rescale the score head so rewards of SFT answers have std 1."}
@@ -122,7 +127,7 @@ def normalize(model, tokenizer, train) -> dict:
     return {"reward_std_before": round(std, 4), "reward_mean": round(mean(values) / std, 4)}
 
 
-def train(args: RewardArguments, training_args: RewardConfig, model_args: ModelConfig, out) -> dict:
+def train(args: RewardArguments, training_args: RewardConfig, model_args: ModelConfig, out, world) -> dict:
     """Train the reward model into `out` (the staged output directory), normalise it, measure its accuracy."""
     set_seed(training_args.seed)  # LoRA and score-head inits draw from the global RNG
     clock = Stopwatch()
@@ -133,8 +138,14 @@ def train(args: RewardArguments, training_args: RewardConfig, model_args: ModelC
         PAIR_COLUMNS,
         "run `make compare` first or set dataset_name",
         args.dataset_config,
+        held_out=(args.eval_split_ratio, training_args.seed),
     )
     train_set, test_set = data[args.dataset_train_split], data[args.dataset_test_split]
+    extra = (
+        load_splits(args.heldout_pairs, ["test"], PAIR_COLUMNS, "set heldout_pairs, or none")["test"]
+        if args.heldout_pairs
+        else None
+    )
     trainer = ResumableRewardTrainer(
         model=model,
         args=training_args,
@@ -150,6 +161,13 @@ def train(args: RewardArguments, training_args: RewardConfig, model_args: ModelC
         )
     result = trainer.train(resume_from_checkpoint=last_checkpoint(out))
     metrics = {
+        "data": {
+            "dataset": args.dataset_name,
+            "train_pairs": len(train_set),
+            "eval_pairs": len(test_set),
+            "heldout_pairs": args.heldout_pairs,
+        },
+        **world_record(world, out),
         "train_loss": round(result.training_loss, 4),
         "train_runtime_s": round(result.metrics["train_runtime"], 1),
         "ranks": rank_summary(trainer.model),
@@ -171,9 +189,8 @@ def train(args: RewardArguments, training_args: RewardConfig, model_args: ModelC
             with on_this_process_only():
                 model.save_pretrained(out)
         metrics["heldout"] = pair_accuracy(model, tokenizer, test_set)
-        if args.heldout_pairs:
-            extra = load_splits(args.heldout_pairs, ["test"], PAIR_COLUMNS, "set heldout_pairs or leave it empty")
-            metrics["heldout_offline"] = pair_accuracy(model, tokenizer, extra["test"])
+        if extra is not None:
+            metrics["heldout_offline"] = pair_accuracy(model, tokenizer, extra)
     metrics["wall_time_s"] = clock.seconds
     write_json(out / "metrics.json", metrics)
     write_model_card(
@@ -198,8 +215,9 @@ def main(argv: Sequence[str] | None = None) -> dict:
             f"a reward model's LoRA needs lora_task_type: SEQ_CLS (got {model_args.lora_task_type}), "
             "so the score head is trained and saved with the adapter"
         )
+    world = follow_world(args, args.dataset_name, heldout_pairs="preferences")
     with staged_training_output(training_args, args, model_args, stage="reward", options=output_args) as out:
-        metrics = train(args, training_args, model_args, out)
+        metrics = train(args, training_args, model_args, out, world)
     PartialState().print(metrics)
     return metrics
 

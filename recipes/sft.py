@@ -28,6 +28,7 @@ from rlhf_recipes.training.chat import prepare_tokenizer, training_template
 from rlhf_recipes.training.config import RecipeError, cli, parse
 from rlhf_recipes.training.launch import apply_launch, rank_summary
 from rlhf_recipes.training.loading import (
+    HeldOutArguments,
     load_pretrained,
     load_splits,
     load_trained,
@@ -43,16 +44,20 @@ from rlhf_recipes.training.outputs import (
     write_json,
     write_model_card,
 )
+from rlhf_recipes.training.world_inputs import WORLD_FILE, follow_world, load_world, world_record
 from rlhf_recipes.world.labeler import GoldLabeler
-from rlhf_recipes.world.world import World
 
 DIALOGUE_COLUMNS = [{"messages"}, {"prompt", "completion"}]
 
 
 @dataclass
-class SFTArguments(ScriptArguments, EvalArguments):
+class SFTArguments(ScriptArguments, EvalArguments, HeldOutArguments):
     replay_dataset: str | None = field(
-        default=None, metadata={"help": "A `text` dataset (e.g. the pretraining corpus) mixed into SFT; null: none."}
+        default="auto",
+        metadata={
+            "help": "A `text` dataset (e.g. the pretraining corpus) mixed into SFT. auto: the world's pretraining "
+            "text when dataset_name is a `make data` dataset, else none; none: no replay; or a dataset path."
+        },
     )
     replay_fraction: float = field(
         default=0.0, metadata={"help": "Replay rows added, as a fraction of the SFT training rows."}
@@ -108,7 +113,12 @@ def build_datasets(args: SFTArguments, training_args: SFTConfig, tokenizer) -> t
     """Tokenized train/eval sets (TRL's processed format: input_ids + labels), replay mixed into train."""
     splits = [args.dataset_train_split] + ([args.dataset_test_split] if training_args.eval_strategy != "no" else [])
     raw = load_splits(
-        args.dataset_name, splits, DIALOGUE_COLUMNS, "run `make data` first or set dataset_name", args.dataset_config
+        args.dataset_name,
+        splits,
+        DIALOGUE_COLUMNS,
+        "run `make data` first or set dataset_name",
+        args.dataset_config,
+        held_out=(args.eval_split_ratio, training_args.seed),
     )
     template, max_length = training_template(tokenizer), training_args.max_length
     with PartialState().local_main_process_first():
@@ -141,13 +151,20 @@ def build_datasets(args: SFTArguments, training_args: SFTConfig, tokenizer) -> t
     return train, done.get(args.dataset_test_split)
 
 
-def evaluate_model(model, tokenizer, args: SFTArguments, seed: int) -> tuple[dict, list]:
-    """Gold-labeler summary and judged answers on the held-out prompts (empty if not configured)."""
-    if not (args.eval_prompts and args.world_file) or not PartialState().is_main_process:
+def load_judging(args: SFTArguments) -> tuple[GoldLabeler, list[dict]] | None:
+    """The gold labeler and its held-out prompts, read before training so a wrong path costs seconds."""
+    if not (args.eval_prompts and args.world_file):
+        return None
+    rows = load_splits(args.eval_prompts, ["test"], [{"prompt"}], "set eval_prompts, or none")["test"].to_list()
+    return GoldLabeler(load_world(args.world_file)), rows
+
+
+def evaluate_model(model, tokenizer, judging, args: SFTArguments, seed: int) -> tuple[dict, list]:
+    """Gold-labeler summary and judged answers on the held-out prompts (empty without a labeler)."""
+    if judging is None or not PartialState().is_main_process:
         return {}, []
-    rows = load_splits(args.eval_prompts, ["test"], [{"prompt"}], "run `make data` first or set eval_prompts")["test"]
-    rows = rows.to_list()
-    judged = judge(GoldLabeler(World.load(args.world_file)), rows, answer_prompts(model, tokenizer, rows, args, seed))
+    labeler, rows = judging
+    judged = judge(labeler, rows, answer_prompts(model, tokenizer, rows, args, seed))
     return summarize(judged), judged
 
 
@@ -169,13 +186,14 @@ def print_samples(before: list, after: list, count: int, seed: int) -> list[dict
     return samples
 
 
-def train(args: SFTArguments, training_args: SFTConfig, model_args: ModelConfig, out: Path) -> dict:
+def train(args: SFTArguments, training_args: SFTConfig, model_args: ModelConfig, out: Path, world) -> dict:
     """Fine-tune into `out` (the staged output directory), judging the model before and after."""
     set_seed(training_args.seed)  # LoRA and score-head inits draw from the global RNG
     clock = Stopwatch()
     model, tokenizer = load_model(model_args, training_args)
     train_set, test_set = build_datasets(args, training_args, tokenizer)
-    before, judged_before = evaluate_model(model, tokenizer, args, training_args.seed)
+    judging = load_judging(args)
+    before, judged_before = evaluate_model(model, tokenizer, judging, args, training_args.seed)
     trainer = ResumableSFTTrainer(
         model=model,
         args=training_args,
@@ -194,10 +212,17 @@ def train(args: SFTArguments, training_args: SFTConfig, model_args: ModelConfig,
         model = load_trained(AutoModelForCausalLM, out)
         if model_args.use_peft and args.merge_adapter:
             model = merge_saved_adapter(model, tokenizer, out)
-        after, judged_after = evaluate_model(model, tokenizer, args, training_args.seed)
+        after, judged_after = evaluate_model(model, tokenizer, judging, args, training_args.seed)
     # TRL logs the token count every logging_steps; a run shorter than that has none
     tokens = next((e["num_tokens"] for e in reversed(trainer.state.log_history) if "num_tokens" in e), None)
     metrics = {
+        "data": {
+            "dataset": args.dataset_name,
+            "train_rows": len(train_set),
+            "eval_rows": len(test_set) if test_set is not None else 0,
+            "replay_dataset": args.replay_dataset,
+        },
+        **world_record(world, out),
         "train_loss": round(result.training_loss, 4),
         "train_tokens": tokens,
         "tokens_per_second": tokens and round(tokens / result.metrics["train_runtime"]),
@@ -222,8 +247,11 @@ def main(argv: Sequence[str] | None = None) -> dict:
     args, training_args, model_args, output_args = parse(
         parser, apply_launch(parser, argv)
     )  # the accelerate config picks the hardware
+    world = follow_world(
+        args, args.dataset_name, replay_dataset="pretrain", eval_prompts="eval_prompts", world_file=WORLD_FILE
+    )
     with staged_training_output(training_args, args, model_args, stage="sft", options=output_args) as out:
-        metrics = train(args, training_args, model_args, out)
+        metrics = train(args, training_args, model_args, out, world)
     PartialState().print(
         {
             "train_loss": metrics["train_loss"],

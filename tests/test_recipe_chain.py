@@ -14,28 +14,19 @@ CHAIN = [
     ("tokenizer", "dataset_name", "data", "pretrain"),
     ("pretrain", "dataset_name", "data", "pretrain"),
     ("pretrain", "tokenizer_name_or_path", "tokenizer", ""),
-    ("pretrain", "world_file", "data", "world.json"),
     ("sft", "model_name_or_path", "pretrain", ""),
     ("sft", "dataset_name", "data", "sft"),
-    ("sft", "replay_dataset", "data", "pretrain"),
-    ("sft", "eval_prompts", "data", "eval_prompts"),
-    ("sft", "world_file", "data", "world.json"),
     ("compare", "model_name_or_path", "sft", ""),
     ("compare", "dataset_name", "data", "comparison_prompts"),
-    ("compare", "offline_pairs", "data", "preferences"),
-    ("compare", "world_file", "data", "world.json"),
     ("reward", "model_name_or_path", "sft", ""),
     ("reward", "dataset_name", "compare", ""),
-    ("reward", "heldout_pairs", "data", "preferences"),
     ("ppo", "sft_model_path", "sft", ""),
     ("ppo", "reward_model_path", "reward", ""),
     ("ppo", "dataset_name", "data", "rl_prompts"),
-    ("ppo", "eval_prompts", "data", "eval_prompts"),
-    ("ppo", "world_file", "data", "world.json"),
-    ("report", "data_dir", "data", ""),
-    ("report", "eval_prompts", "data", "eval_prompts"),
-    ("report", "world_file", "data", "world.json"),
 ]
+
+
+WORLD_OPTIONS = {"world_file", "eval_prompts", "replay_dataset", "offline_pairs", "heldout_pairs"}
 
 
 def configs(folder: Path) -> dict[str, dict]:
@@ -52,6 +43,15 @@ def test_each_stage_reads_the_previous_stage_output(folder):
             assert stages[stage][key] == expected, f"{folder.name}/{stage}.yaml {key}"
             checked += 1
     assert checked >= 3, f"{folder.name}: fewer links than sft -> reward -> ppo"
+
+
+@pytest.mark.parametrize("folder", FOLDERS, ids=lambda p: p.name)
+def test_world_extras_follow_the_main_dataset_and_name_no_world_path(folder):
+    """A world option names no path: `auto` (the main dataset's world, if any) or `none`, so a user's data
+    swapped in by `--dataset_name` never brings the toy world along."""
+    for stage, config in configs(folder).items():
+        for key in WORLD_OPTIONS & config.keys():
+            assert config[key] in ("auto", "none"), f"{folder.name}/{stage}.yaml {key}: {config[key]}"
 
 
 @pytest.mark.parametrize("folder", [f for f in FOLDERS if (f / "report.yaml").is_file()], ids=lambda p: p.name)

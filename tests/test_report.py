@@ -62,8 +62,6 @@ def report_args(world_dir, outputs, out, config=TINY / "report.yaml", *extra):
         str(config),
         "--outputs_dir",
         str(outputs),
-        "--data_dir",
-        str(world_dir),
         "--eval_prompts",
         str(world_dir / "eval_prompts"),
         "--world_file",

@@ -19,11 +19,18 @@ if TYPE_CHECKING:  # any labeler with kind() and score() will do; the embedded w
 @dataclass
 class EvalArguments:
     eval_prompts: str | None = field(
-        default="data/world/eval_prompts",
-        metadata={"help": "Held-out `prompt` dataset to judge answers on; empty skips."},
+        default="auto",
+        metadata={
+            "help": "Held-out `prompt` dataset the gold labeler judges answers on. auto: the world's eval_prompts "
+            "when dataset_name is a `make data` dataset, else none; none: skip; or a dataset path."
+        },
     )
     world_file: str | None = field(
-        default="data/world/world.json", metadata={"help": "The world the gold labeler judges against; empty skips."}
+        default="auto",
+        metadata={
+            "help": "The world.json the gold labeler judges against. auto: the world of dataset_name if it is a "
+            "`make data` dataset, else none; none: no gold labeler; or a path."
+        },
     )
     eval_temperature: float = field(default=0.7, metadata={"help": "Sampling temperature of evaluation answers."})
     eval_max_new_tokens: int = field(default=48, metadata={"help": "Longest evaluation answer, in tokens."})

@@ -29,13 +29,26 @@ CHAT_TEMPLATE = (
 )
 
 
+def is_encoder(model) -> bool:
+    """A BERT-style encoder (its architecture has a masked-LM head): its classifier reads the first token.
+
+    A decoder's sequence classifier reads the last real token instead, which must be EOS for answers to end.
+    """
+    from transformers.models.auto.modeling_auto import MODEL_FOR_MASKED_LM_MAPPING_NAMES
+
+    return model is not None and model.config.model_type in MODEL_FOR_MASKED_LM_MAPPING_NAMES
+
+
 def prepare_tokenizer(tokenizer, model=None):
     """Give any tokenizer what every stage needs: a PAD token distinct from EOS, and a chat template.
 
     GPT-2 and Pythia ship without a pad token and many recipes set pad = eos; PPO then masks the real
     EOS and every padded answer looks finished. A missing pad token is added (and the model's
-    embeddings grown to match); a missing chat template becomes the repo's.
+    embeddings grown to match); a missing chat template becomes the repo's. An encoder needs no EOS: its
+    separator token ends a text (TRL appends `eos_token` to plain-text pairs).
     """
+    if tokenizer.eos_token is None and is_encoder(model) and tokenizer.sep_token is not None:
+        tokenizer.eos_token = tokenizer.sep_token
     if tokenizer.eos_token is None:
         raise RecipeError(f"tokenizer {tokenizer.name_or_path} has no EOS token; set one in its tokenizer_config.json")
     if tokenizer.pad_token is None or tokenizer.pad_token_id == tokenizer.eos_token_id:

@@ -44,8 +44,20 @@ def parse(parser, argv: Sequence[str] | None) -> tuple:
             "set dataset_streaming: false"
         )
     for config in configs:
+        turn_off_none(config)
         check_values(config, where)
     return configs
+
+
+OFF = "none"  # the one documented way to turn an optional input off, in YAML and on the command line alike
+
+
+def turn_off_none(config) -> None:
+    """An optional text option set to `none` (or YAML's null, or '') is unset: argparse would keep the word."""
+    for name, kind in _field_types(type(config), optional_only=True).items():
+        value = getattr(config, name)
+        if kind is str and isinstance(value, str) and value.strip().lower() in (OFF, "null", ""):
+            setattr(config, name, None)
 
 
 def _usage_error(message: str, where: str) -> typing.NoReturn:
@@ -110,6 +122,7 @@ RANGES: dict[str, tuple[Callable[[float], bool], str]] = {
         "in [0, 0.5): at 0.5 the labels are coin flips, above it the labeler prefers the worse answer",
     ),
     "test_fraction": (lambda v: 0 <= v < 1, "in [0, 1)"),
+    "eval_split_ratio": (lambda v: 0 <= v < 1, "in [0, 1)"),
     "max_new_tokens": (lambda v: v >= 1, "at least 1"),
     "response_length": (lambda v: v >= 1, "at least 1"),
     "max_prompt_length": (lambda v: v >= 1, "at least 1"),
@@ -153,18 +166,19 @@ def check_mini_batches(config, where: str) -> None:
         )
 
 
-def _field_types(cls) -> dict[str, type]:
-    """The fields of a config dataclass typed plainly int, float, bool or str (optional or not)."""
+def _field_types(cls, optional_only: bool = False) -> dict[str, type]:
+    """The fields of a config dataclass typed plainly int, float, bool or str (optional or not, or optional only)."""
     try:
         hints = typing.get_type_hints(cls)
     except Exception:  # a hint this Python cannot resolve: check nothing rather than guess
         return {}
     out = {}
     for name, hint in hints.items():
-        if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        optional = typing.get_origin(hint) in (typing.Union, types.UnionType)
+        if optional:
             args = [a for a in typing.get_args(hint) if a is not type(None)]
             hint = args[0] if len(args) == 1 else None
-        if hint in SIMPLE_TYPES:
+        if hint in SIMPLE_TYPES and (optional or not optional_only):
             out[name] = hint
     return out
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import glob
 import json
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from accelerate import PartialState
@@ -31,19 +33,36 @@ def require_dir(path: str | Path, what: str, fix: str) -> Path:
     return path
 
 
-def load_splits(
-    name: str, splits: Sequence[str], accepts: Sequence[set[str]], fix: str, config: str | None = None
-) -> dict:
-    """Load `splits` of a local or hub dataset that has one of the `accepts` column sets, or fail in one line.
+@dataclass
+class HeldOutArguments:
+    eval_split_ratio: float = field(
+        default=0.05,
+        metadata={
+            "help": "When the dataset has a train split only: the share of it held out for evaluation (seeded "
+            "by seed; the log says how many rows). 0: a missing test split is an error."
+        },
+    )
 
-    Every row of those columns is checked up front: TRL would fail on a bad one hours in, or skip it silently.
+
+def load_splits(
+    name: str,
+    splits: Sequence[str],
+    accepts: Sequence[set[str]],
+    fix: str,
+    config: str | None = None,
+    held_out: tuple[float, int] = (0.0, 0),
+) -> dict:
+    """Load `splits` of a dataset that has one of the `accepts` column sets, or fail in one line.
+
+    `name` is a hub id (`owner/name@revision`), a dataset folder, a data file, a glob or a comma-separated
+    list of files. Without the second of `splits`, a share `held_out` = (ratio, seed) of the first is held
+    out in its place. Every row is checked up front: TRL would fail on a bad one hours in, or skip it silently.
     """
-    raw = load_raw(name, fix, config)
+    raw = dict(load_raw(name, fix, config))
+    raw = hold_out(raw, name, splits, *held_out)
     wanted = " or ".join("/".join(sorted(c)) for c in accepts)
     out = {}
     for split in splits:
-        if split not in raw:
-            raise RecipeError(f"dataset {name} has splits {list(raw)}, not {split!r}; set the split in the config")
         ds = raw[split]
         if not any(c <= set(ds.column_names) for c in accepts):
             raise RecipeError(f"dataset {name} split {split!r} has columns {ds.column_names}; expected {wanted}")
@@ -54,35 +73,81 @@ def load_splits(
     return out
 
 
+def hold_out(raw: dict, name: str, splits: Sequence[str], ratio: float, seed: int) -> dict:
+    """`raw` with every split in `splits`: a missing second one carved out of the first when `ratio` allows."""
+    missing = [s for s in splits if s not in raw]
+    only_test = len(splits) > 1 and missing == [splits[1]] and splits[0] in raw
+    if only_test and ratio > 0 and len(raw[splits[0]]) > 1:
+        train, test = splits[0], splits[1]
+        parts = raw[train].train_test_split(test_size=ratio, seed=seed)
+        raw[train], raw[test] = parts["train"], parts["test"]
+        PartialState().print(
+            f"dataset {name} has no {test!r} split: held out {len(parts['test'])} of "
+            f"{len(parts['test']) + len(parts['train'])} {train!r} rows (eval_split_ratio {ratio}, seed {seed})"
+        )
+    elif missing:
+        hint = f", or eval_split_ratio above 0 to hold out part of {splits[0]!r}" if only_test else ""
+        raise RecipeError(f"dataset {name} has splits {list(raw)}, not {missing[0]!r}; set the split name{hint}")
+    return raw
+
+
+def data_files(name: str) -> list[Path] | None:
+    """The data files `name` names (a file, a glob, a comma-separated list of them), or None for a folder or hub id."""
+    parts = [part.strip() for part in name.split(",")]
+    if len(parts) == 1 and not glob.has_magic(name) and Path(name).suffix not in DATA_FILE_BUILDERS:
+        return None
+    files = []
+    for part in parts:
+        matched = sorted(map(Path, glob.glob(part))) if glob.has_magic(part) else [Path(part)]
+        if not matched:
+            raise RecipeError(f"dataset pattern {part} matches no file; check the pattern")
+        for f in matched:
+            if f.suffix not in DATA_FILE_BUILDERS:
+                raise RecipeError(
+                    f"dataset file {f} is not a data file `datasets` reads; use .jsonl, .json, .csv or .parquet, "
+                    "or a dataset folder"
+                )
+            if not f.is_file():
+                raise RecipeError(f"dataset file {f} not found; check the path")
+        files += matched
+    if len({DATA_FILE_BUILDERS[f.suffix] for f in files}) > 1:
+        raise RecipeError(f"dataset {name} mixes file formats; convert the files to one of them")
+    return files
+
+
 def load_raw(name: str, fix: str, config: str | None = None):
-    """The DatasetDict of a hub id, a dataset folder or one data file (its one split is `train`).
+    """The DatasetDict of a hub id (`owner/name@revision`), a dataset folder or data files (their split: `train`).
 
     A file that cannot be read is reported by file and line: `datasets` names neither.
     """
     from datasets import load_dataset  # heavy; only the stages that read data pay for it
 
-    path = Path(name)
-    if path.is_file():
-        if path.suffix not in DATA_FILE_BUILDERS:
-            raise RecipeError(
-                f"dataset file {path} is not a data file `datasets` reads; use .jsonl, .json, .csv or .parquet, "
-                "or a dataset folder"
-            )
-        files, args, kwargs = [path], [DATA_FILE_BUILDERS[path.suffix]], {"data_files": str(path)}
+    files = data_files(name)
+    if files is not None:
+        args, kwargs = [DATA_FILE_BUILDERS[files[0].suffix]], {"data_files": [str(f) for f in files]}
+    elif looks_like_hub_id(name.split("@")[0]):
+        hub_id, _, revision = name.partition("@")
+        files, args, kwargs = [], [hub_id, config], {"revision": revision or None}
     else:
-        require_dir(name, "dataset", fix)
-        files = sorted(f for f in path.glob("*") if f.suffix in DATA_FILE_BUILDERS) if path.is_dir() else []
+        folder = require_dir(name, "dataset", fix)
+        files = sorted(f for f in folder.glob("*") if f.suffix in DATA_FILE_BUILDERS)
         args, kwargs = [name, config], {}
     for f in files:
         if f.stat().st_size == 0:
-            raise RecipeError(f"dataset file {f} is empty; {fix}")
+            raise RecipeError(f"dataset file {f} is empty; fill it or leave it out")
         if problem := not_utf8(f):  # pyarrow reads such bytes without a word and fails on the row later
             raise RecipeError(problem)
     try:
         return load_dataset(*args, **kwargs)
     except Exception as e:  # offline hub, malformed file, ...: one line, the cause chained
-        where = next(filter(None, map(bad_json_line, files)), None)
-        raise RecipeError(where or f"cannot load dataset {name}: {type(e).__name__}: {first_line(e)}") from e
+        if where := next(filter(None, map(bad_json_line, files)), None):
+            raise RecipeError(where) from e
+        if len(files) > 1 and type(e).__name__ in ("DatasetGenerationError", "CastError", "ValueError"):
+            raise RecipeError(
+                f"cannot load the {len(files)} files of {name} as one dataset ({first_line(e)}); their columns "
+                f"must match: name one file, e.g. --dataset_name {files[0]}, or keep one dataset per folder"
+            ) from e
+        raise RecipeError(f"cannot load dataset {name}: {type(e).__name__}: {first_line(e)}") from e
 
 
 def not_utf8(path: Path) -> str | None:

@@ -30,12 +30,15 @@ def rewards(model, tokenizer, prompts: list, answers: list, batch_size: int = 64
     """The reward model's score of each (prompt, answer), read at the last non-pad token."""
     model.eval()
     texts = [_text(tokenizer, p, a) for p, a in zip(prompts, answers)]
+    # as TRL's RewardTrainer tokenizes: a chat template holds its special tokens, plain text gets the
+    # tokenizer's own (an encoder's [CLS] ... [SEP]; a BOS where the tokenizer adds one)
+    special = not any(isinstance(a, list) for a in answers)
     side, tokenizer.padding_side = tokenizer.padding_side, "right"
     out = []
     try:
         for i in range(0, len(texts), batch_size):
             batch = tokenizer(
-                texts[i : i + batch_size], return_tensors="pt", padding=True, add_special_tokens=False
+                texts[i : i + batch_size], return_tensors="pt", padding=True, add_special_tokens=special
             ).to(model.device)
             out += model(**batch).logits[:, 0].float().tolist()
     finally:
