@@ -101,16 +101,19 @@ def test_data_files_globs_and_lists_load_and_a_train_split_alone_is_held_out_fro
 
 @pytest.mark.slow
 def test_sft_on_a_users_file_with_a_train_split_only_never_reads_the_world(world_dir, pretrained, user_data, tmp_path):
-    opened = []
-    sys.addaudithook(lambda event, args: event == "open" and opened.append(str(args[0])))
+    opened, watching = [], [True]  # an audit hook cannot be removed: it records only while this test runs
+    sys.addaudithook(lambda event, args: event == "open" and watching[0] and opened.append(str(args[0])))
     out = tmp_path / "sft"
     args = sft_args(world_dir, pretrained[0], out, "--max_steps", "4", "--eval_strategy", "epoch")
     for option in ("--dataset_name", "--replay_dataset", "--eval_prompts", "--world_file"):  # back to the YAML's
         i = args.index(option)
         del args[i : i + 2]
     opened.clear()
-    metrics = sft.main([*args, "--dataset_name", str(user_data / "sft.jsonl")])
-    assert not [p for p in opened if str(world_dir) in p]
+    try:
+        metrics = sft.main([*args, "--dataset_name", str(user_data / "sft.jsonl")])
+    finally:
+        watching[0] = False
+    assert opened and not [p for p in opened if str(world_dir) in p]
     assert metrics["world"] is None and metrics["base"] == {} and metrics["sft"] == {}
     assert metrics["data"] == {
         "dataset": str(user_data / "sft.jsonl"),
