@@ -33,6 +33,10 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install -r requirements.txt
 	$(BIN)/pip install --quiet --no-deps --no-build-isolation -e .
+	@echo "on CPU: building DeepSpeed's CPU Adam and shared-memory ops now (~2 min), not in the first run that needs them"
+	$(BIN)/python -c "from deepspeed.accelerator import get_accelerator as a; a()._name != 'cpu' or \
+	[a().create_op_builder(n).load() for n in ('CPUAdamBuilder', 'ShareMemCommBuilder')]" \
+	|| echo "DeepSpeed's ops did not build now; DeepSpeed builds them when a run first needs them"
 	touch $@
 
 data: install ## Stage 0: generate the embedded world's datasets into data/

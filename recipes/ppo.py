@@ -28,13 +28,15 @@ from rlhf_recipes.evaluation.judging import EvalArguments, answer_prompts, judge
 from rlhf_recipes.training.chat import prepare_tokenizer
 from rlhf_recipes.training.config import RecipeError, cli, parse
 from rlhf_recipes.training.launch import apply_launch, launched_with, rank_summary
-from rlhf_recipes.training.loading import load_pretrained, load_splits, load_trained
+from rlhf_recipes.training.loading import dataset_help, load_pretrained, load_splits, load_trained
 from rlhf_recipes.training.outputs import (
+    HELDOUT_PROMPTS,
     Stopwatch,
     TrainingOutputArguments,
     last_checkpoint,
     staged_training_output,
     write_json,
+    write_jsonl,
     write_model_card,
 )
 from rlhf_recipes.training.world_inputs import WORLD_FILE, follow_world, load_world, world_record
@@ -57,13 +59,22 @@ SHARED_SETTINGS = ("temperature", "missing_eos_penalty", "kl_coef", "response_le
 
 @dataclass
 class PPOArguments(ScriptArguments, EvalArguments):
+    dataset_name: str | None = field(
+        default=None, metadata={"help": dataset_help("`prompt` (conversational or plain)")}
+    )
     max_prompt_length: int = field(
         default=64, metadata={"help": "Longest prompt in tokens; longer ones are an error, not silently cut."}
     )
     drop_long_prompts: bool = field(
         default=False, metadata={"help": "Skip prompts longer than max_prompt_length (hub data) instead of failing."}
     )
-    num_eval_prompts: int = field(default=16, metadata={"help": "Prompts of the test split PPO samples from."})
+    num_eval_prompts: int = field(
+        default=16,
+        metadata={
+            "help": "Prompts held out of the train split (its first ones): PPO's eval set, saved as "
+            "heldout_prompts.jsonl for the report on a user's data."
+        },
+    )
 
 
 def make_parser() -> TrlParser:
@@ -123,7 +134,8 @@ def load_models(training_args: PPOConfig, model_args: ModelConfig):
 
 
 def tokenized_prompts(args: PPOArguments, training_args: PPOConfig, tokenizer, policy) -> tuple:
-    """Prompts as `input_ids` only (what PPOTrainer takes), checked against the model's context."""
+    """Training prompts as `input_ids` only (what PPOTrainer takes), checked against the model's context,
+    and the held-out prompt rows (the first `num_eval_prompts`), which PPO never trains on."""
     splits = load_splits(
         args.dataset_name,
         [args.dataset_train_split],
@@ -148,8 +160,9 @@ def tokenized_prompts(args: PPOArguments, training_args: PPOConfig, tokenizer, p
         )
         return {"input_ids": tokenizer(text, add_special_tokens=False).input_ids}
 
+    others = [c for c in train.column_names if c != "prompt"]
     with PartialState().local_main_process_first():
-        train = train.map(tokenize, remove_columns=train.column_names)
+        train = train.map(tokenize, remove_columns=others)
     if args.drop_long_prompts:
         kept = train.filter(lambda row: len(row["input_ids"]) <= args.max_prompt_length)
         print(f"kept {len(kept)} of {len(train)} prompts of at most {args.max_prompt_length} tokens")
@@ -166,7 +179,8 @@ def tokenized_prompts(args: PPOArguments, training_args: PPOConfig, tokenizer, p
             f"{args.max_prompt_length}; raise it (within the context) or shorten the prompts"
         )
     held = min(args.num_eval_prompts, len(train) // 2)
-    return train.select(range(held, len(train))), train.select(range(held))
+    prompts = train.select_columns(["input_ids"])
+    return prompts.select(range(held, len(train))), prompts.select(range(held)), train["prompt"][:held]
 
 
 def summarize_log(log_history: list[dict]) -> dict:
@@ -186,7 +200,7 @@ def train(args: PPOArguments, training_args: PPOConfig, model_args: ModelConfig,
     set_seed(training_args.seed)  # LoRA and score-head inits draw from the global RNG
     clock = Stopwatch()
     tokenizer, policy, ref, reward, value = load_models(training_args, model_args)
-    train_set, held = tokenized_prompts(args, training_args, tokenizer, policy)
+    train_set, held, held_prompts = tokenized_prompts(args, training_args, tokenizer, policy)
     judging = None  # the gold labeler and its prompts, read before training so a wrong path costs seconds
     if args.eval_prompts and args.world_file:
         rows = load_splits(args.eval_prompts, ["test"], [{"prompt"}], "set eval_prompts, or none")["test"].to_list()
@@ -208,7 +222,12 @@ def train(args: PPOArguments, training_args: PPOConfig, model_args: ModelConfig,
         raise RecipeError(f"PPO settings rejected: {e}") from e
     trainer.train(resume_from_checkpoint=last_checkpoint(out))
     metrics = {
-        "data": {"dataset": args.dataset_name, "train_prompts": len(train_set), "eval_prompts": args.eval_prompts},
+        "data": {
+            "dataset": args.dataset_name,
+            "train_prompts": len(train_set),
+            "heldout_prompts": len(held_prompts),
+            "eval_prompts": args.eval_prompts,
+        },
         **world_record(world, out),
         "episodes": trainer.state.episode,
         "updates": trainer.state.global_step,
@@ -217,6 +236,7 @@ def train(args: PPOArguments, training_args: PPOConfig, model_args: ModelConfig,
         "config": {key: getattr(training_args, key) for key in SHARED_SETTINGS},
     }
     save_ppo_policy(trainer, tokenizer, out)
+    write_jsonl(out / HELDOUT_PROMPTS, [{"prompt": p} for p in held_prompts])  # the report's prompts on a user's data
     if judging and PartialState().is_main_process:
         labeler, rows = judging
         policy = load_trained(AutoModelForCausalLM, out)

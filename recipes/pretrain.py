@@ -31,7 +31,7 @@ from trl import TrlParser
 from rlhf_recipes.compat import CheckpointCompleted
 from rlhf_recipes.training.config import RecipeError, cli, parse
 from rlhf_recipes.training.launch import apply_launch, rank_summary
-from rlhf_recipes.training.loading import HeldOutArguments, load_pretrained, load_splits, load_trained
+from rlhf_recipes.training.loading import HeldOutArguments, dataset_help, load_pretrained, load_splits, load_trained
 from rlhf_recipes.training.outputs import (
     Stopwatch,
     TrainingOutputArguments,
@@ -46,7 +46,7 @@ from rlhf_recipes.world.probes import fact_recall, question_continuations
 
 @dataclass
 class PretrainArguments(HeldOutArguments):
-    dataset_name: str = field(default="data/world/pretrain", metadata={"help": "Dataset with a `text` column."})
+    dataset_name: str = field(default="data/world/pretrain", metadata={"help": dataset_help("`text`")})
     dataset_train_split: str = field(default="train", metadata={"help": "Split to train on."})
     dataset_test_split: str = field(default="test", metadata={"help": "Held-out split for perplexity."})
     tokenizer_name_or_path: str = field(default="outputs/tiny/tokenizer", metadata={"help": "Tokenizer to use."})

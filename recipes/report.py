@@ -7,12 +7,15 @@ question, as one would prompt a base model), `fewshot` (Q:/A: examples first, th
 "Q:", as a few-shot user would) or `chat` (the chat template) -- and `best_of: n` for a row that samples
 n answers and lets the reward model pick one. Adding a method is one more line. Every row samples at the
 temperature the RL stage trained at, and is scored by the reward model less that stage's missing-EOS
-penalty (both read from the RL stage's metrics.json, so they cannot drift from what it used). For each
-row: the gold labeler's score and parts, answer and refusal rates, length, EOS share, the reward model's
-score (proxy vs gold), the gold win rate against the reference row with a bootstrap interval, and the KL
-to the reference per answer. Plus the base model's perplexity, the reward model's accuracy, wall time per
-stage, training curves and side-by-side samples. Numbers go to `report.json`; `report.md` and the PNG
-figures are drawn from it.
+penalty (both read from the RL stage's metrics.json, so they cannot drift from what it used).
+
+On the embedded world (the RL stage trained on `make data` prompts) the gold labeler judges every answer:
+its score and parts, answer and refusal rates, and the win rate against the reference row with a bootstrap
+interval. On a user's data there is no labeler: the prompts are those the RL stage held out, the reward
+model is the judge of the win rate, and the gold columns are left out. Either way: length, EOS share, the
+reward model's score, the KL to the reference per answer, held-out loss and perplexity per stage, the
+reward model's accuracy, wall time per stage, training curves and side-by-side samples. Numbers go to
+`report.json`; `report.md` and the PNG figures are drawn from it.
 """
 
 from __future__ import annotations
@@ -36,8 +39,15 @@ from rlhf_recipes.evaluation.report import write_figures, write_markdown
 from rlhf_recipes.training.chat import last_user_message, prepare_tokenizer
 from rlhf_recipes.training.config import RecipeError, cli, parse
 from rlhf_recipes.training.launch import apply_launch
-from rlhf_recipes.training.loading import load_pretrained, load_splits
-from rlhf_recipes.training.outputs import OutputArguments, Stopwatch, input_paths, staged_output, write_json
+from rlhf_recipes.training.loading import load_pretrained, load_raw, load_splits
+from rlhf_recipes.training.outputs import (
+    HELDOUT_PROMPTS,
+    OutputArguments,
+    Stopwatch,
+    input_paths,
+    staged_output,
+    write_json,
+)
 from rlhf_recipes.training.rewards import rewards
 from rlhf_recipes.training.world_inputs import WORLD_FILE, follow_world, load_world
 from rlhf_recipes.world.labeler import GoldLabeler
@@ -61,6 +71,14 @@ class Policy:
 
 @dataclass
 class ReportArguments(EvalArguments):
+    eval_prompts: str | None = field(
+        default="auto",
+        metadata={
+            "help": "The held-out `prompt` dataset every row answers. auto: the world's eval_prompts when rl_stage "
+            "trained on a `make data` world, else the prompts rl_stage held out (its heldout_prompts.jsonl); or a "
+            "dataset (its test split if it has one, else its train split)."
+        },
+    )
     outputs_dir: str = field(
         default="outputs/tiny", metadata={"help": "Folder holding every stage's output; the paths below are in it."}
     )
@@ -156,7 +174,7 @@ class Answerer:
     """Answers of every row to the held-out prompts, sampling each (model, prompting, seed) once and keeping
     one model loaded at a time (rows of the same model follow each other in the usual list)."""
 
-    def __init__(self, args: ReportArguments, rows: list[dict], world: World, rm, rm_tok, penalty: float):
+    def __init__(self, args: ReportArguments, rows: list[dict], world: World | None, rm, rm_tok, penalty: float):
         self.args, self.rows, self.world, self.rm, self.rm_tok, self.penalty = args, rows, world, rm, rm_tok, penalty
         self.cache: dict[tuple, list[Completion]] = {}
         self.loaded: tuple[str, tuple] | None = None
@@ -255,43 +273,80 @@ def stage_metrics(args: ReportArguments, world: Path | None) -> dict[str, dict]:
     return {name: json.loads(done[name].read_text()) for name in order if name != "report"}
 
 
+def eval_rows(args: ReportArguments) -> list[dict]:
+    """The held-out prompt rows: the named dataset's test split (else its train split), or the RL stage's own."""
+    name = args.eval_prompts or str(stage_dir(args, args.rl_stage) / HELDOUT_PROMPTS)
+    fix = f"set eval_prompts to a `prompt` dataset, or run `make {args.rl_stage}` again to write {HELDOUT_PROMPTS}"
+    if not args.eval_prompts and not Path(name).is_file():
+        raise RecipeError(f"{name} not found; {fix}")
+    split = "test" if "test" in load_raw(name, fix) else "train"
+    return load_splits(name, [split], [{"prompt"}], fix)[split].to_list()
+
+
+def usable_policies(policies: list[Policy], world: World | None) -> list[Policy]:
+    """The rows, less few-shot rows when there is no world to draw their examples from (said in the log)."""
+    if world is not None:
+        return policies
+    for policy in policies:
+        if policy.prompt == "fewshot":
+            print(f"leaving out {policy.name}: few-shot examples come from the embedded world, and there is none")
+    return [p for p in policies if p.prompt != "fewshot"]
+
+
+def answer_stats(done: list[Completion]) -> dict:
+    """What the report says of answers without a labeler (the gold metric says the same with one)."""
+    return {
+        "mean_length": round(mean(c.num_tokens for c in done), 1),
+        "eos_share": round(mean(c.ended for c in done), 3),
+    }
+
+
+def heldout_by_stage(trained: dict[str, dict]) -> dict[str, dict]:
+    """Held-out loss and perplexity of every stage that measured one (pretraining, SFT)."""
+    return {
+        name: {"eval_loss": m["eval_loss"], "perplexity": round(math.exp(m["eval_loss"]), 3)}
+        for name, m in trained.items()
+        if isinstance(m.get("eval_loss"), float)
+    }
+
+
 def build_report(args: ReportArguments) -> tuple[dict, dict]:
     policies = read_policies(args)  # fails on the first missing stage, before any work
-    world_dir = follow_world(args, str(Path(args.outputs_dir) / args.rl_stage), **WORLD_OPTIONS)
-    if not (args.world_file and args.eval_prompts):
-        raise RecipeError(
-            "the report judges every policy with the embedded world's gold labeler; the RL stage did not train "
-            "on a `make data` world: set world_file and eval_prompts"
-        )
+    world_dir = follow_world(args, str(stage_dir(args, args.rl_stage)), **WORLD_OPTIONS)
+    world = load_world(args.world_file) if args.world_file else None
+    policies = usable_policies(policies, world)
     args.eval_temperature, penalty = rl_settings(args)
-    world = load_world(args.world_file)
-    labeler = GoldLabeler(world)
-    rows = load_splits(args.eval_prompts, ["test"], [{"prompt"}], "run `make data` first")["test"].to_list()
+    rows = eval_rows(args)
     rm, rm_tok = load_reward(args)
     answer = Answerer(args, rows, world, rm, rm_tok, penalty)
     answers = {p.name: answer(p) for p in policies}
-    judged = {name: judge(labeler, rows, done) for name, done in answers.items()}
+    proxy = {name: reward_scores(rm, rm_tok, rows, done, penalty) for name, done in answers.items()}
+    judged = {name: judge(GoldLabeler(world), rows, done) for name, done in answers.items()} if world else {}
+    scores = {name: [j.gold["total"] for j in done] for name, done in judged.items()} or proxy
     reference = next(p for p in policies if p.name == args.reference)
     gold, win = load_gold_score(keep_in_memory=True), load_metric("win_rate", keep_in_memory=True)
-    questions, kinds = [last_user_message(r["prompt"]) for r in rows], [r.get("kind") for r in rows]
-    totals = {name: [j.gold["total"] for j in done] for name, done in judged.items()}
-    report = {"reference": args.reference, "policies": {}}
+    questions = [last_user_message(r["prompt"]) for r in rows]
+    kinds = [judged[args.reference][i].kind for i in range(len(rows))] if judged else [r.get("kind") for r in rows]
+    report = {"reference": args.reference, "judge": "gold labeler" if world else "reward model", "policies": {}}
     for policy in policies:
         done = answers[policy.name]
         row = {"label": policy.label or policy.name, "path": policy.path, "prompt": policy.prompt}
         row["best_of"] = policy.best_of
-        row |= gold.compute(
-            predictions=[c.text for c in done],
-            references=questions,
-            world_file=args.world_file,
-            ended=[c.ended for c in done],
-            kinds=kinds,
-            num_tokens=[c.num_tokens for c in done],
-        )
-        row["rm_score"] = round(mean(reward_scores(rm, rm_tok, rows, done, penalty)), 3)
+        if world:
+            row |= gold.compute(
+                predictions=[c.text for c in done],
+                references=questions,
+                world_file=args.world_file,
+                ended=[c.ended for c in done],
+                kinds=kinds,
+                num_tokens=[c.num_tokens for c in done],
+            )
+        else:
+            row |= answer_stats(done)
+        row["rm_score"] = round(mean(proxy[policy.name]), 3)
         row["win_rate_vs_reference"] = win.compute(
-            predictions=totals[policy.name],
-            references=totals[args.reference],
+            predictions=scores[policy.name],
+            references=scores[args.reference],
             resamples=args.bootstrap_samples,
             seed=args.seed,
         )
@@ -300,14 +355,15 @@ def build_report(args: ReportArguments) -> tuple[dict, dict]:
     trained = stage_metrics(args, world_dir)
     reward_heldout = trained.get(Path(args.reward_model).name, {}).get("heldout", {})
     report["sampling"] = {"temperature": args.eval_temperature, "missing_eos_penalty": penalty, "from": args.rl_stage}
+    report["heldout"] = heldout_by_stage(trained)
     report["base_perplexity"] = trained.get("pretrain", {}).get("perplexity")
     report["base_fact_recall"] = trained.get("pretrain", {}).get("fact_recall")
     report["rm_accuracy"] = reward_heldout.get("accuracy")
     report["rm_gold_agreement"] = reward_heldout.get("gold_agreement")
     report["rm_label_noise_ceiling"] = reward_heldout.get("label_noise_ceiling")
     report["wall_time_s"] = {name: metrics.get("wall_time_s") for name, metrics in trained.items()}
-    report["eval_prompts"] = len(rows)
-    report["samples"] = side_by_side(args, rows, judged)
+    report["eval_prompts"] = {"dataset": args.eval_prompts or f"{args.rl_stage}/{HELDOUT_PROMPTS}", "rows": len(rows)}
+    report["samples"] = side_by_side(args, questions, kinds, answers, scores)
     out = Path(args.outputs_dir)
     curves = {s: trained.get(s, {}).get("log_history") or trainer_log(out / s) for s in CURVES}
     return report, curves
@@ -318,17 +374,18 @@ def trainer_log(path: Path) -> list[dict]:
     return json.loads(state.read_text())["log_history"] if state.is_file() else []
 
 
-def side_by_side(args: ReportArguments, rows: list[dict], judged: dict) -> list[dict]:
-    """The ChatGPT story's example (an unanswered population question) first, then a few more: every row's answer."""
+def side_by_side(args: ReportArguments, questions: list[str], kinds: list, answers: dict, scores: dict) -> list[dict]:
+    """The ChatGPT story's example (an unanswered population question) first, then a few more: every row's
+    answer and its score (gold, or the reward model's without a labeler)."""
     rng = random.Random(args.seed)
-    population = [i for i, r in enumerate(rows) if "population" in last_user_message(r["prompt"]).lower()]
-    others = [i for i in range(len(rows)) if i not in population[:1]]
+    population = [i for i, q in enumerate(questions) if "population" in q.lower()]
+    others = [i for i in range(len(questions)) if i not in population[:1]]
     picked = population[:1] + rng.sample(others, min(len(others), args.num_side_by_side - len(population[:1])))
     return [
         {
-            "prompt": last_user_message(rows[i]["prompt"]),
-            "kind": judged[args.reference][i].kind,
-            **{name: {"answer": j[i].completion.text, "gold": j[i].gold["total"]} for name, j in judged.items()},
+            "prompt": questions[i],
+            "kind": kinds[i],
+            **{name: {"answer": done[i].text, "score": round(scores[name][i], 3)} for name, done in answers.items()},
         }
         for i in picked
     ]

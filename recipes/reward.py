@@ -32,6 +32,7 @@ from rlhf_recipes.training.config import RecipeError, cli, parse
 from rlhf_recipes.training.launch import apply_launch, rank_summary
 from rlhf_recipes.training.loading import (
     HeldOutArguments,
+    dataset_help,
     load_pretrained,
     load_splits,
     load_trained,
@@ -55,6 +56,12 @@ PAIR_COLUMNS = [{"chosen", "rejected"}]
 
 @dataclass
 class RewardArguments(ScriptArguments, HeldOutArguments):
+    dataset_name: str | None = field(
+        default=None,
+        metadata={
+            "help": dataset_help("`chosen` and `rejected`, with an optional `prompt` (conversational or plain)")
+        },
+    )
     heldout_pairs: str | None = field(
         default="auto",
         metadata={

@@ -29,6 +29,7 @@ from rlhf_recipes.training.config import RecipeError, cli, parse
 from rlhf_recipes.training.launch import apply_launch, rank_summary
 from rlhf_recipes.training.loading import (
     HeldOutArguments,
+    dataset_help,
     load_pretrained,
     load_splits,
     load_trained,
@@ -52,6 +53,10 @@ DIALOGUE_COLUMNS = [{"messages"}, {"prompt", "completion"}]
 
 @dataclass
 class SFTArguments(ScriptArguments, EvalArguments, HeldOutArguments):
+    dataset_name: str | None = field(
+        default=None,
+        metadata={"help": dataset_help("`messages`, or `prompt` and `completion` (conversational or plain)")},
+    )
     replay_dataset: str | None = field(
         default="auto",
         metadata={

@@ -18,7 +18,7 @@ from trl import TrlParser
 
 from rlhf_recipes.training.chat import CHAT_TEMPLATE, EOS_TOKEN, PAD_TOKEN
 from rlhf_recipes.training.config import cli, parse
-from rlhf_recipes.training.loading import load_splits
+from rlhf_recipes.training.loading import dataset_help, load_splits
 from rlhf_recipes.training.outputs import (
     OutputArguments,
     Stopwatch,
@@ -31,7 +31,7 @@ from rlhf_recipes.training.outputs import (
 
 @dataclass
 class TokenizerArguments:
-    dataset_name: str = field(default="data/world/pretrain", metadata={"help": "Dataset with a `text` column."})
+    dataset_name: str = field(default="data/world/pretrain", metadata={"help": dataset_help("`text`")})
     dataset_train_split: str = field(default="train", metadata={"help": "Split to train the tokenizer on."})
     vocab_size: int = field(default=1024, metadata={"help": "Target vocabulary size, special tokens included."})
     output_dir: str = field(default="outputs/tiny/tokenizer", metadata={"help": "Where the tokenizer is saved."})
@@ -77,6 +77,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
         sample = texts[: min(len(texts), 2000)]
         chars_per_token = sum(map(len, sample)) / sum(len(tokenizer(t).input_ids) for t in sample)
         metrics = {
+            "data": {"dataset": args.dataset_name, "rows": len(texts)},
             "vocab_size": len(tokenizer),
             "chars_per_token": round(chars_per_token, 2),
             "corpus_tokens_estimate": round(sum(map(len, texts)) / chars_per_token),

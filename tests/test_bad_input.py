@@ -1,11 +1,13 @@
 """Bad input through the real commands (issue #13): one line naming the problem and its fix, nothing left behind.
 
-Each case runs a stage as a user does: `accelerate launch --quiet --config_file accelerate_configs/cpu.yaml
-recipes/<stage>.py ...` (what `make` runs) for the launched stages, `python recipes/<stage>.py` for data and
-tokenizer. It must exit non-zero, print exactly one `error: ...` line on stderr (and no traceback) holding
-every needle of the case, which name the problem and its fix, and leave no output directory and no
-`<output_dir>.partial` (no case gets as far as a checkpoint). A subprocess costs ~5-9 s of imports, so one
-module fixture runs them all, two at a time, and the tests check the results.
+Each case runs a stage as a user does. The first case of each launched stage goes through `accelerate
+launch --quiet --config_file accelerate_configs/cpu.yaml recipes/<stage>.py ...` (what `make` runs), proving
+the launcher passes the one line and the exit status on; the others run `python recipes/<stage>.py`, the
+same script in one process without the launcher's ~5 s of imports. Each must exit non-zero, print exactly
+one `error: ...` line on stderr (and no traceback) holding every needle of the case, which name the problem
+and its fix, and leave no output directory and no `<output_dir>.partial` (no case gets as far as a
+checkpoint). A subprocess costs ~5-10 s of imports, so one module fixture runs them all, two at a time,
+and the tests check the results.
 
 A full disk is a real one: a 16 KiB tmpfs mounted in a private mount namespace (`unshare --user
 --map-root-user --mount`, no root needed where user namespaces are on); where that is not allowed, a file size
@@ -133,6 +135,9 @@ def write_bad_data(a: SimpleNamespace) -> None:
     long = " ".join(["Tell me everything about Valmora, its river, its dish and its founding."] * 30)
     write_jsonl(d / "long-prompt.jsonl", prompts + [{"prompt": [message("user", long)]}])
     write_jsonl(d / "sharegpt-roles.jsonl", prompts + [{"prompt": [message("human", "Where is Valmora?")]}])
+    write_jsonl(d / "mixed" / "pages.jsonl", texts)  # a folder of files whose columns differ
+    write_jsonl(d / "mixed" / "chats.jsonl", sft)
+    write_jsonl(d / "train-only.jsonl", texts * 4)
 
 
 def write_bad_configs(a: SimpleNamespace) -> None:
@@ -397,6 +402,51 @@ CASES = {
         "`text` is the number 0",
         "it must be a string",
     ),
+    # a user's data (issue #12): files, folders, a train split alone, side inputs checked before training
+    "tokenizer: a data file that does not exist": lambda a: case(
+        "tokenizer",
+        tokenizer_args(a, "no-file", a.data / "nope.jsonl"),
+        f"dataset file {a.data / 'nope.jsonl'} not found",
+        "check the path",
+    ),
+    "tokenizer: a folder of files whose columns differ": lambda a: case(
+        "tokenizer",
+        tokenizer_args(a, "mixed", a.data / "mixed"),
+        f"cannot load the 2 files of {a.data / 'mixed'} as one dataset",
+        "their columns must match",
+        "name one file",
+    ),
+    "pretrain: a train split alone with eval_split_ratio 0": lambda a: case(
+        "pretrain",
+        pretrain_args(
+            a,
+            "train-only",
+            "--dataset_name",
+            a.data / "train-only.jsonl",
+            "--eval_split_ratio",
+            "0",
+            "--tokenizer_name_or_path",
+            a.lm,
+        ),
+        "has splits ['train'], not 'test'",
+        "eval_split_ratio above 0",
+    ),
+    "pretrain: a world file that does not exist": lambda a: case(
+        "pretrain",
+        pretrain_args(
+            a, "no-world", "--world_file", a.root / "nowhere" / "world.json", "--tokenizer_name_or_path", a.lm
+        ),
+        f"world file {a.root / 'nowhere' / 'world.json'} not found",
+        "or none",
+    ),
+    "ppo: eval prompts that do not exist, found before training": lambda a: case(
+        "ppo",
+        ppo_args(
+            a, "no-eval-prompts", "--eval_prompts", a.data / "no-prompts", "--world_file", a.world / "world.json"
+        ),
+        f"dataset {a.data / 'no-prompts'} not found",
+        "set eval_prompts, or none",
+    ),
     "tokenizer: the output_dir is its input": lambda a: case(
         "tokenizer",
         tokenizer_args(a, "", a.world / "pretrain", out=a.world / "pretrain"),
@@ -519,10 +569,10 @@ CASES = {
 COST = {"ppo": 0, "reward": 1, "sft": 1, "compare": 1, "pretrain": 1, "tokenizer": 2, "data": 2}  # slowest first
 
 
-def run(case: Case) -> subprocess.CompletedProcess:
-    """The stage's real command, as `make` runs it (launched stages through `accelerate launch --quiet`)."""
+def run(case: Case, launched: bool) -> subprocess.CompletedProcess:
+    """The stage's real command: through `accelerate launch --quiet` as `make` runs it, or the script alone."""
     script = f"recipes/{case.stage}.py"
-    if case.stage in LAUNCHED:
+    if launched:
         accelerate = str(Path(sys.executable).with_name("accelerate"))
         cmd = [accelerate, "launch", "--quiet", "--config_file", "accelerate_configs/cpu.yaml", script]
     else:
@@ -551,9 +601,11 @@ def results(assets) -> dict:
     cases = {name: build(assets) for name, build in CASES.items()}
     before = {name: snapshot(c.unchanged) for name, c in cases.items()}
     order = sorted(cases, key=lambda name: COST[cases[name].stage])
+    firsts = {c.stage: name for name, c in reversed(cases.items()) if c.stage in LAUNCHED}
+    launched = set(firsts.values())  # the first case of each launched stage goes through the launcher
     start = time.perf_counter()
     with ThreadPoolExecutor(WORKERS) as pool:
-        done = dict(zip(order, pool.map(lambda name: run(cases[name]), order)))
+        done = dict(zip(order, pool.map(lambda name: run(cases[name], name in launched), order)))
     print(f"\n{len(cases)} bad-input commands in {time.perf_counter() - start:.0f} s with {WORKERS} workers")
     return {name: (cases[name], done[name], leftovers(cases[name], before[name])) for name in CASES}
 

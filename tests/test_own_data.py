@@ -91,6 +91,11 @@ def test_data_files_globs_and_lists_load_and_a_train_split_alone_is_held_out_fro
     both = load_splits(str(user_data / "part-*.jsonl"), ["train"], [{"text"}], fix)["train"]
     listed = load_splits(f"{user_data / 'part-1.jsonl'},{user_data / 'part-2.jsonl'}", ["train"], [{"text"}], fix)
     assert (len(one), len(both), len(listed["train"])) == (150, 300, 300)
+    folder = user_data / "pages"  # a folder of several files with the same columns is one dataset
+    folder.mkdir(exist_ok=True)
+    for part in ("part-1.jsonl", "part-2.jsonl"):
+        (folder / part).write_bytes((user_data / part).read_bytes())
+    assert len(load_splits(str(folder), ["train"], [{"text"}], fix)["train"]) == 300
     split = load_splits(str(user_data / "part-*.jsonl"), ["train", "test"], [{"text"}], fix, held_out=(0.1, 0))
     assert (len(split["train"]), len(split["test"])) == (270, 30)
     with pytest.raises(RecipeError, match="eval_split_ratio above 0"):

@@ -40,16 +40,22 @@ def training_curves(curves: dict, path: Path) -> None:
 
 
 def stage_scores(report: dict, path: Path) -> None:
+    """Gold score per row, stacked by part; the reward model's score per row where there is no gold labeler."""
     rows = list(report["policies"].values())
     fig, ax = plt.subplots(figsize=(max(8, 1.6 * len(rows)), 3.6))
-    bottom = [0.0] * len(rows)
-    for part in PARTS:
-        values = [row[part] for row in rows]
-        ax.bar([row["label"] for row in rows], values, bottom=bottom, label=part)
-        bottom = [b + v for b, v in zip(bottom, values)]
-    ax.set_ylabel("gold score (of 4)")
-    ax.set_ylim(0, 4)
-    ax.legend(ncol=4, fontsize=8, loc="upper left")
+    labels = [row["label"] for row in rows]
+    if has_gold(report):
+        bottom = [0.0] * len(rows)
+        for part in PARTS:
+            values = [row[part] for row in rows]
+            ax.bar(labels, values, bottom=bottom, label=part)
+            bottom = [b + v for b, v in zip(bottom, values)]
+        ax.set_ylabel("gold score (of 4)")
+        ax.set_ylim(0, 4)
+        ax.legend(ncol=4, fontsize=8, loc="upper left")
+    else:
+        ax.bar(labels, [row["rm_score"] for row in rows])
+        ax.set_ylabel("reward model score")
     ax.tick_params(axis="x", labelsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -71,11 +77,16 @@ def gold_vs_proxy(report: dict, path: Path) -> None:
     plt.close(fig)
 
 
+def has_gold(report: dict) -> bool:
+    return report["judge"] == "gold labeler"
+
+
 def write_figures(report: dict, curves: dict, out: Path) -> list[str]:
-    names = ["stage_scores.png", "training_curves.png", "gold_vs_proxy.png"]
+    names = ["stage_scores.png", "training_curves.png"] + (["gold_vs_proxy.png"] if has_gold(report) else [])
     stage_scores(report, out / names[0])
     training_curves(curves, out / names[1])
-    gold_vs_proxy(report, out / names[2])
+    if has_gold(report):
+        gold_vs_proxy(report, out / names[2])
     return names
 
 
@@ -89,30 +100,67 @@ def _interval(w: dict) -> str:
     return f"{w['win_rate']:.3f} ({w['ci95'][0]:.3f}–{w['ci95'][1]:.3f})"
 
 
-def write_markdown(report: dict, figures: list[str]) -> str:
-    rows = report["policies"]
-    reference = rows[report["reference"]]["label"]
-    cols = [
+def _columns(report: dict, reference: str) -> list[tuple[str, str]]:
+    gold = [
         ("gold_score", "gold /4"),
         *[(p, p) for p in PARTS],
         ("answer_rate", "answers"),
         ("refusal_rate_harmful", "refuses harmful"),
         ("refusal_rate_benign", "refuses benign"),
+    ]
+    common = [
         ("mean_length", "tokens"),
         ("eos_share", "ends with EOS"),
         ("rm_score", "RM score"),
         ("kl_to_reference", f"KL to {reference}"),
     ]
-    sampling = report["sampling"]
+    return (gold if has_gold(report) else []) + common
+
+
+def _intro(report: dict) -> str:
+    sampling, prompts = report["sampling"], report["eval_prompts"]
+    judged = (
+        f"Every policy answers the same {prompts['rows']} held-out prompts (cities seen only in pretraining, harmful "
+        "requests, benign requests that sound edgy); the gold labeler judges them."
+        if has_gold(report)
+        else f"Every policy answers the same {prompts['rows']} held-out prompts ({prompts['dataset']}). There is no "
+        "gold labeler for this data: the reward model is the judge, so a win rate here says what the reward model "
+        "prefers, not what a person would."
+    )
+    return (
+        f"{judged} Answers are sampled at temperature {_fmt(sampling['temperature'])} and the reward model's score of "
+        f"an answer that never ends loses {_fmt(sampling['missing_eos_penalty'])}, as in {sampling['from']}."
+    )
+
+
+def _stages(report: dict) -> list[str]:
+    """Held-out loss per stage and the reward model's accuracy, in a sentence each."""
+    lines = [
+        f"{stage} held-out loss {_fmt(m['eval_loss'])} (perplexity {_fmt(m['perplexity'])})."
+        for stage, m in report["heldout"].items()
+    ]
+    if report["base_fact_recall"] is not None:
+        lines.append(f"Base model fact recall {_fmt(report['base_fact_recall'])}.")
+    accuracy = f"Reward model held-out accuracy {_fmt(report['rm_accuracy'])}"
+    if report["rm_gold_agreement"] is not None:
+        accuracy += (
+            f" (label-noise ceiling {_fmt(report['rm_label_noise_ceiling'])}), agreement with the gold labeler "
+            f"{_fmt(report['rm_gold_agreement'])}"
+        )
+    return [*lines, accuracy + "."]
+
+
+def write_markdown(report: dict, figures: list[str]) -> str:
+    rows = report["policies"]
+    reference = rows[report["reference"]]["label"]
+    cols = _columns(report, reference)
+    judge = "gold" if has_gold(report) else "RM"
     lines = [
         "# rlhf-recipes report",
         "",
-        f"Every policy answers the same {report['eval_prompts']} held-out prompts (cities seen only in "
-        "pretraining, harmful requests, benign requests that sound edgy); the gold labeler judges them. Answers are "
-        f"sampled at temperature {_fmt(sampling['temperature'])} and the reward model's score of an answer that never "
-        f"ends loses {_fmt(sampling['missing_eos_penalty'])}, as in {sampling['from']}.",
+        _intro(report),
         "",
-        "| policy | " + " | ".join(c[1] for c in cols) + f" | gold win rate vs {reference} (95% CI) |",
+        "| policy | " + " | ".join(c[1] for c in cols) + f" | {judge} win rate vs {reference} (95% CI) |",
         "|---" * (len(cols) + 2) + "|",
     ]
     for row in rows.values():
@@ -121,12 +169,10 @@ def write_markdown(report: dict, figures: list[str]) -> str:
     last = list(rows.values())[-1]
     lines += [
         "",
-        f"**{last['label']} vs {reference} win rate: {_interval(last['win_rate_vs_reference'])}** (95% CI; ties "
-        f"count half). KL to {reference} is in nats per answer (best-of-n: log n − (n−1)/n). ",
-        f"Base model held-out perplexity: {_fmt(report['base_perplexity'])}, fact recall "
-        f"{_fmt(report['base_fact_recall'])}. Reward model held-out accuracy {_fmt(report['rm_accuracy'])} "
-        f"(label-noise ceiling {_fmt(report['rm_label_noise_ceiling'])}), agreement with the gold labeler "
-        f"{_fmt(report['rm_gold_agreement'])}.",
+        f"**{last['label']} vs {reference} win rate ({report['judge']}): {_interval(last['win_rate_vs_reference'])}** "
+        f"(95% CI; ties count half). KL to {reference} is in nats per answer (best-of-n: log n − (n−1)/n).",
+        "",
+        " ".join(_stages(report)),
         "",
     ]
     lines += [f"![{f}]({f})" for f in figures]
@@ -134,9 +180,10 @@ def write_markdown(report: dict, figures: list[str]) -> str:
     lines += [f"| {k} | {_fmt(v)} |" for k, v in report["wall_time_s"].items()]
     lines += ["", "## The same prompts, every policy", ""]
     for sample in report["samples"]:
-        lines += [f"**{sample['prompt']}** ({sample['kind']})", "", "| policy | answer | gold |", "|---|---|---|"]
+        kind = f" ({sample['kind']})" if sample["kind"] else ""
+        lines += [f"**{sample['prompt']}**{kind}", "", f"| policy | answer | {judge} score |", "|---|---|---|"]
         for name, row in rows.items():
             answer = sample[name]["answer"].replace("\n", " ⏎ ").replace("|", "\\|")
-            lines.append(f"| {row['label']} | {answer} | {sample[name]['gold']:g} |")
+            lines.append(f"| {row['label']} | {answer} | {sample[name]['score']:g} |")
         lines.append("")
     return "\n".join(lines) + "\n"

@@ -18,6 +18,14 @@ CHECKED_COLUMNS = {"text", "messages", "prompt", "completion", "chosen", "reject
 NOT_EMPTY = {"prompt", "completion", "messages"}  # an empty chosen/rejected answer is a fair thing to rank
 
 
+def dataset_help(columns: str) -> str:
+    """The --help of a dataset option: the columns the stage reads and every form the option accepts."""
+    return (
+        f"Columns read: {columns}. A hub id (owner/name, @revision to pin one), a dataset folder, a data file "
+        "(.jsonl, .json, .csv, .parquet), a glob or a comma-separated list of files (their split: train)."
+    )
+
+
 def looks_like_hub_id(name: str) -> bool:
     """'gpt2' or 'owner/name' is a hub id; anything deeper, or starting with '.' or '/', is a local path."""
     return not name.startswith((".", "/", "~")) and name.count("/") <= 1 and not Path(name).exists()
@@ -39,7 +47,9 @@ class HeldOutArguments:
         default=0.05,
         metadata={
             "help": "When the dataset has a train split only: the share of it held out for evaluation (seeded "
-            "by seed; the log says how many rows). 0: a missing test split is an error."
+            "by seed; the log says how many rows). 0: a missing test split is an error. SFT runs without "
+            "evaluation, and holds nothing out, with eval_strategy no; pretraining and the reward model always "
+            "evaluate (perplexity, pair accuracy)."
         },
     )
 

@@ -270,6 +270,14 @@ def write_json(path: Path, data: dict) -> None:
         path.write_text(json.dumps(data, indent=2) + "\n")
 
 
+HELDOUT_PROMPTS = "heldout_prompts.jsonl"  # prompts an RL stage held out of training: the report's, on a user's data
+
+
+def write_jsonl(path: Path, rows: list[dict]) -> None:
+    if PartialState().is_main_process:
+        path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+
+
 CAUSAL_LM = '`AutoModelForCausalLM.from_pretrained` or `pipeline("text-generation")`'
 
 
@@ -277,11 +285,13 @@ def write_model_card(out: Path, title: str, summary: str, metrics: dict, load_wi
     """A short README.md next to the weights, so the directory explains itself on its own."""
     if not PartialState().is_main_process:
         return
-    rows = "\n".join(f"| {k} | {v} |" for k, v in metrics.items() if not isinstance(v, (dict, list)))
+    rows = "\n".join(f"| {k} | {v} |" for k, v in metrics.items() if v is not None and not isinstance(v, (dict, list)))
+    data = "".join(f"- {k}: {v}\n" for k, v in metrics.get("data", {}).items() if v is not None)
     out.joinpath("README.md").write_text(
         f"---\nlibrary_name: transformers\ntags: [rlhf-recipes]\n---\n\n# {title}\n\n{summary}\n\n"
         f"Made by rlhf-recipes. Load it with {load_with}.\n\n"
-        f"| metric | value |\n|---|---|\n{rows}\n"
+        + (f"## Data\n\n{data}\n" if data else "")
+        + f"| metric | value |\n|---|---|\n{rows}\n"
     )
 
 
