@@ -18,7 +18,7 @@ BIN := $(VENV)/bin
 RECIPE := recipes/$(MODEL)
 LAUNCH := $(BIN)/accelerate launch --quiet --config_file accelerate_configs/$(HW).yaml $(if $(PROCS),--num_processes $(PROCS))
 
-.PHONY: help install data tokenizer pretrain sft compare reward ppo report all test test-fast lint format clean
+.PHONY: help install data tokenizer pretrain sft compare reward ppo report all dpo rloo grpo methods test test-fast lint format clean
 
 help: ## List the targets
 	@echo "Usage: make <target> [MODEL=$(MODEL)] [HW=$(HW)] [PROCS=N] [ARGS='--key value ...']"
@@ -64,6 +64,18 @@ report: install ## The stage-by-stage report -> outputs/MODEL/report/report.md
 	$(LAUNCH) recipes/report.py --config $(RECIPE)/report.yaml $(ARGS)
 
 all: data tokenizer pretrain sft compare reward ppo report ## Every stage and the report, on the embedded default
+
+dpo: install ## After PPO: DPO from the SFT model on the compared pairs -> outputs/MODEL/dpo
+	$(LAUNCH) recipes/dpo.py --config $(RECIPE)/dpo.yaml $(ARGS)
+
+rloo: install ## After PPO: RLOO from the SFT model against the reward model -> outputs/MODEL/rloo
+	$(LAUNCH) recipes/rloo.py --config $(RECIPE)/rloo.yaml $(ARGS)
+
+grpo: install ## After PPO: GRPO from the SFT model against the reward model -> outputs/MODEL/grpo
+	$(LAUNCH) recipes/grpo.py --config $(RECIPE)/grpo.yaml $(ARGS)
+
+methods: dpo rloo grpo ## After `make all`: DPO, RLOO, GRPO and the report of every method -> outputs/MODEL/methods
+	$(LAUNCH) recipes/report.py --config $(RECIPE)/methods.yaml
 
 test: install ## Run the whole test suite (tiny real runs, offline)
 	$(BIN)/python -m pytest

@@ -15,7 +15,7 @@ policy's token ids, so a different vocabulary would be scored as noise, and the 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from accelerate import PartialState
 from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer, set_seed
@@ -24,11 +24,11 @@ from trl.experimental.ppo import PPOConfig
 
 from rlhf_recipes.compat import CheckpointCompleted, ResumablePPOTrainer, save_ppo_policy
 from rlhf_recipes.evaluation.generation import context_length
-from rlhf_recipes.evaluation.judging import EvalArguments, answer_prompts, judge, summarize
+from rlhf_recipes.evaluation.judging import EvalArguments, evaluate_model, load_judging
 from rlhf_recipes.training.chat import prepare_tokenizer
 from rlhf_recipes.training.config import RecipeError, cli, parse
 from rlhf_recipes.training.launch import apply_launch, launched_with, rank_summary
-from rlhf_recipes.training.loading import dataset_help, load_pretrained, load_splits, load_trained
+from rlhf_recipes.training.loading import load_pretrained, load_trained
 from rlhf_recipes.training.outputs import (
     HELDOUT_PROMPTS,
     Stopwatch,
@@ -39,8 +39,8 @@ from rlhf_recipes.training.outputs import (
     write_jsonl,
     write_model_card,
 )
-from rlhf_recipes.training.world_inputs import WORLD_FILE, follow_world, load_world, world_record
-from rlhf_recipes.world.labeler import GoldLabeler
+from rlhf_recipes.training.prompts import PromptArguments, prompt_splits
+from rlhf_recipes.training.world_inputs import WORLD_FILE, follow_world, world_record
 
 WATCHED = {
     "objective/rlhf_reward": "rlhf_reward",
@@ -58,23 +58,8 @@ SHARED_SETTINGS = ("temperature", "missing_eos_penalty", "kl_coef", "response_le
 
 
 @dataclass
-class PPOArguments(ScriptArguments, EvalArguments):
-    dataset_name: str | None = field(
-        default=None, metadata={"help": dataset_help("`prompt` (conversational or plain)")}
-    )
-    max_prompt_length: int = field(
-        default=64, metadata={"help": "Longest prompt in tokens; longer ones are an error, not silently cut."}
-    )
-    drop_long_prompts: bool = field(
-        default=False, metadata={"help": "Skip prompts longer than max_prompt_length (hub data) instead of failing."}
-    )
-    num_eval_prompts: int = field(
-        default=16,
-        metadata={
-            "help": "Prompts held out of the train split (its first ones): PPO's eval set, saved as "
-            "heldout_prompts.jsonl for the report on a user's data."
-        },
-    )
+class PPOArguments(PromptArguments, ScriptArguments, EvalArguments):  # PromptArguments first: its dataset help
+    """The prompts, the dataset options and the gold-labeler judging after training."""
 
 
 def make_parser() -> TrlParser:
@@ -133,56 +118,6 @@ def load_models(training_args: PPOConfig, model_args: ModelConfig):
     return tokenizer, policy, ref, reward, value
 
 
-def tokenized_prompts(args: PPOArguments, training_args: PPOConfig, tokenizer, policy) -> tuple:
-    """Training prompts as `input_ids` only (what PPOTrainer takes), checked against the model's context,
-    and the held-out prompt rows (the first `num_eval_prompts`), which PPO never trains on."""
-    splits = load_splits(
-        args.dataset_name,
-        [args.dataset_train_split],
-        [{"prompt"}],
-        "run `make data` first or set dataset_name",
-        args.dataset_config,
-    )
-    train = splits[args.dataset_train_split]
-    context = context_length(policy)
-    if args.max_prompt_length + training_args.response_length > context:
-        raise RecipeError(
-            f"max_prompt_length {args.max_prompt_length} + response_length "
-            f"{training_args.response_length} exceeds the model's context of {context} tokens"
-        )
-
-    def tokenize(row):
-        prompt = row["prompt"]
-        text = (
-            tokenizer.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True)
-            if isinstance(prompt, list)
-            else prompt
-        )
-        return {"input_ids": tokenizer(text, add_special_tokens=False).input_ids}
-
-    others = [c for c in train.column_names if c != "prompt"]
-    with PartialState().local_main_process_first():
-        train = train.map(tokenize, remove_columns=others)
-    if args.drop_long_prompts:
-        kept = train.filter(lambda row: len(row["input_ids"]) <= args.max_prompt_length)
-        print(f"kept {len(kept)} of {len(train)} prompts of at most {args.max_prompt_length} tokens")
-        if len(kept) == 0:
-            raise RecipeError(
-                f"every prompt in {args.dataset_name} is longer than max_prompt_length "
-                f"{args.max_prompt_length}; raise it"
-            )
-        train = kept
-    longest = max(map(len, train["input_ids"]))
-    if longest > args.max_prompt_length:
-        raise RecipeError(
-            f"a prompt in {args.dataset_name} is {longest} tokens, longer than max_prompt_length "
-            f"{args.max_prompt_length}; raise it (within the context) or shorten the prompts"
-        )
-    held = min(args.num_eval_prompts, len(train) // 2)
-    prompts = train.select_columns(["input_ids"])
-    return prompts.select(range(held, len(train))), prompts.select(range(held)), train["prompt"][:held]
-
-
 def summarize_log(log_history: list[dict]) -> dict:
     """First and last values of what users watch in PPO: reward up, KL small and positive, ratio near 1."""
     steps = [e for e in log_history if "objective/kl" in e]
@@ -200,11 +135,9 @@ def train(args: PPOArguments, training_args: PPOConfig, model_args: ModelConfig,
     set_seed(training_args.seed)  # LoRA and score-head inits draw from the global RNG
     clock = Stopwatch()
     tokenizer, policy, ref, reward, value = load_models(training_args, model_args)
-    train_set, held, held_prompts = tokenized_prompts(args, training_args, tokenizer, policy)
-    judging = None  # the gold labeler and its prompts, read before training so a wrong path costs seconds
-    if args.eval_prompts and args.world_file:
-        rows = load_splits(args.eval_prompts, ["test"], [{"prompt"}], "set eval_prompts, or none")["test"].to_list()
-        judging = GoldLabeler(load_world(args.world_file)), rows
+    prompts, held = prompt_splits(args, tokenizer, context_length(policy), training_args.response_length)
+    train_set, held_set = prompts.select_columns(["input_ids"]), held.select_columns(["input_ids"])
+    judging = load_judging(args)
     try:
         trainer = ResumablePPOTrainer(
             args=training_args,
@@ -214,7 +147,7 @@ def train(args: PPOArguments, training_args: PPOConfig, model_args: ModelConfig,
             reward_model=reward,
             value_model=value,
             train_dataset=train_set,
-            eval_dataset=held,
+            eval_dataset=held_set,
             peft_config=get_peft_config(model_args),
             callbacks=[CheckpointCompleted()],
         )
@@ -225,7 +158,7 @@ def train(args: PPOArguments, training_args: PPOConfig, model_args: ModelConfig,
         "data": {
             "dataset": args.dataset_name,
             "train_prompts": len(train_set),
-            "heldout_prompts": len(held_prompts),
+            "heldout_prompts": len(held),
             "eval_prompts": args.eval_prompts,
         },
         **world_record(world, out),
@@ -236,12 +169,10 @@ def train(args: PPOArguments, training_args: PPOConfig, model_args: ModelConfig,
         "config": {key: getattr(training_args, key) for key in SHARED_SETTINGS},
     }
     save_ppo_policy(trainer, tokenizer, out)
-    write_jsonl(out / HELDOUT_PROMPTS, [{"prompt": p} for p in held_prompts])  # the report's prompts on a user's data
+    write_jsonl(out / HELDOUT_PROMPTS, held.select_columns(["prompt"]).to_list())  # the report's, on a user's data
     if judging and PartialState().is_main_process:
-        labeler, rows = judging
         policy = load_trained(AutoModelForCausalLM, out)
-        answers = answer_prompts(policy, tokenizer, rows, args, training_args.seed)
-        metrics["ppo"] = summarize(judge(labeler, rows, answers))
+        metrics["ppo"], _ = evaluate_model(policy, tokenizer, judging, args, training_args.seed)
     metrics["wall_time_s"] = clock.seconds
     write_json(out / "metrics.json", {**metrics, "log_history": trainer.state.log_history})
     write_model_card(

@@ -210,6 +210,17 @@ class Answerer:
         return [cut_at_next_question(c) for c in raw]
 
 
+TRAINED_ON = {"episodes": "sampled_answers", "completions": "sampled_answers", "pairs_seen": "pairs_seen"}
+
+
+def training_cost(args: ReportArguments, policy: Policy) -> dict:
+    """What the row's stage cost: its wall time, and the answers it sampled (online RL) or pairs it read (DPO)."""
+    metrics = json.loads((stage_dir(args, policy.path) / "metrics.json").read_text())
+    cost = {"stage_wall_time_s": metrics.get("wall_time_s"), "sampled_answers": None, "pairs_seen": None}
+    cost |= {column: metrics[key] for key, column in TRAINED_ON.items() if key in metrics}
+    return cost
+
+
 def load_causal(path: Path):
     model = load_pretrained(AutoModelForCausalLM, str(path))
     return model, prepare_tokenizer(load_pretrained(AutoTokenizer, str(path)), model)
@@ -351,6 +362,7 @@ def build_report(args: ReportArguments) -> tuple[dict, dict]:
             seed=args.seed,
         )
         row["kl_to_reference"] = kl_to_reference(args, policy, reference, rows, done)
+        row |= training_cost(args, policy)
         report["policies"][policy.name] = row
     trained = stage_metrics(args, world_dir)
     reward_heldout = trained.get(Path(args.reward_model).name, {}).get("heldout", {})

@@ -23,7 +23,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, set_seed
 from trl import ModelConfig, ScriptArguments, SFTConfig, TrlParser, get_peft_config
 
 from rlhf_recipes.compat import CheckpointCompleted, ResumableSFTTrainer
-from rlhf_recipes.evaluation.judging import EvalArguments, answer_prompts, judge, summarize
+from rlhf_recipes.evaluation.judging import EvalArguments, evaluate_model, load_judging
 from rlhf_recipes.training.chat import prepare_tokenizer, training_template
 from rlhf_recipes.training.config import RecipeError, cli, parse
 from rlhf_recipes.training.launch import apply_launch, rank_summary
@@ -45,8 +45,7 @@ from rlhf_recipes.training.outputs import (
     write_json,
     write_model_card,
 )
-from rlhf_recipes.training.world_inputs import WORLD_FILE, follow_world, load_world, world_record
-from rlhf_recipes.world.labeler import GoldLabeler
+from rlhf_recipes.training.world_inputs import WORLD_FILE, follow_world, world_record
 
 DIALOGUE_COLUMNS = [{"messages"}, {"prompt", "completion"}]
 
@@ -154,23 +153,6 @@ def build_datasets(args: SFTArguments, training_args: SFTConfig, tokenizer) -> t
             )
         train = concatenate_datasets([train, replay]).shuffle(seed=training_args.seed)
     return train, done.get(args.dataset_test_split)
-
-
-def load_judging(args: SFTArguments) -> tuple[GoldLabeler, list[dict]] | None:
-    """The gold labeler and its held-out prompts, read before training so a wrong path costs seconds."""
-    if not (args.eval_prompts and args.world_file):
-        return None
-    rows = load_splits(args.eval_prompts, ["test"], [{"prompt"}], "set eval_prompts, or none")["test"].to_list()
-    return GoldLabeler(load_world(args.world_file)), rows
-
-
-def evaluate_model(model, tokenizer, judging, args: SFTArguments, seed: int) -> tuple[dict, list]:
-    """Gold-labeler summary and judged answers on the held-out prompts (empty without a labeler)."""
-    if judging is None or not PartialState().is_main_process:
-        return {}, []
-    labeler, rows = judging
-    judged = judge(labeler, rows, answer_prompts(model, tokenizer, rows, args, seed))
-    return summarize(judged), judged
 
 
 def print_samples(before: list, after: list, count: int, seed: int) -> list[dict]:

@@ -1,5 +1,6 @@
 """Shared fixtures: one tiny world, tokenizer and base model, built once per test session for real."""
 
+import importlib
 import os
 import subprocess
 import sys
@@ -279,3 +280,89 @@ def ppo_args(world_dir: Path, sft_dir: Path, reward_dir: Path, out: Path, *extra
         "4",
         *extra,
     ]
+
+
+def online_args(method: str, world_dir: Path, sft_dir: Path, reward_dir: Path, out: Path, *extra: str) -> list[str]:
+    """The tiny recipe's RLOO or GRPO YAML on the small world: two steps of 4 prompts x 2 answers."""
+    return [
+        "--config",
+        str(TINY / f"{method}.yaml"),
+        "--model_name_or_path",
+        str(sft_dir),
+        "--reward_model_path",
+        str(reward_dir),
+        "--dataset_name",
+        str(world_dir / "rl_prompts"),
+        "--eval_prompts",
+        str(world_dir / "eval_prompts"),
+        "--world_file",
+        str(world_dir / "world.json"),
+        "--output_dir",
+        str(out),
+        "--max_steps",
+        "2",
+        "--per_device_train_batch_size",
+        "8",
+        "--num_generations",
+        "2",
+        "--max_completion_length",
+        "16",
+        "--eval_max_new_tokens",
+        "16",
+        "--num_eval_prompts",
+        "4",
+        "--save_strategy",
+        "no",
+        *extra,
+    ]
+
+
+def dpo_args(world_dir: Path, sft_dir: Path, pairs_dir: Path, out: Path, *extra: str) -> list[str]:
+    """The tiny recipe's DPO YAML on a few preference pairs: a few steps."""
+    return [
+        "--config",
+        str(TINY / "dpo.yaml"),
+        "--model_name_or_path",
+        str(sft_dir),
+        "--dataset_name",
+        str(pairs_dir),
+        "--eval_prompts",
+        str(world_dir / "eval_prompts"),
+        "--world_file",
+        str(world_dir / "world.json"),
+        "--output_dir",
+        str(out),
+        "--eval_max_new_tokens",
+        "16",
+        "--per_device_train_batch_size",
+        "8",
+        "--save_strategy",
+        "no",
+        *extra,
+    ]
+
+
+@pytest.fixture(scope="session")
+def dpo_model(world_dir, sft_model, comparisons, tmp_path_factory) -> tuple[Path, dict]:
+    """DPO from the tiny SFT model on the compared pairs: 12 steps of 8 pairs."""
+    import dpo
+
+    out = tmp_path_factory.mktemp("outputs") / "dpo"
+    extra = ("--max_steps", "12", "--learning_rate", "1e-3", "--logging_steps", "2")
+    return out, dpo.main(dpo_args(world_dir, sft_model[0], comparisons[0], out, *extra))
+
+
+def online_model(method: str, world_dir: Path, sft_model, reward_model, tmp_path_factory) -> tuple[Path, dict]:
+    module = importlib.import_module(method)
+    out = tmp_path_factory.mktemp("outputs") / method
+    return out, module.main(online_args(method, world_dir, sft_model[0], reward_model[0], out))
+
+
+@pytest.fixture(scope="session")
+def rloo_model(world_dir, sft_model, reward_model, tmp_path_factory) -> tuple[Path, dict]:
+    return online_model("rloo", world_dir, sft_model, reward_model, tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
+def grpo_model(world_dir, sft_model, reward_model, tmp_path_factory) -> tuple[Path, dict]:
+    return online_model("grpo", world_dir, sft_model, reward_model, tmp_path_factory)

@@ -21,8 +21,11 @@ from transformers import (
     Qwen2Config,
 )
 
+import dpo
+import grpo
 import ppo
 import reward
+import rloo
 import sft
 from conftest import ROOT
 from rlhf_recipes.training.loading import looks_like_hub_id
@@ -132,7 +135,7 @@ def swap(config: dict, stand_ins: dict[str, Path], **paths: Path) -> list[str]:
 
 
 @pytest.mark.parametrize("name", RECIPES)
-def test_recipe_runs_sft_reward_and_ppo_offline(name, world_dir, tokenizer_dir, tmp_path):
+def test_recipe_runs_every_stage_offline(name, world_dir, tokenizer_dir, tmp_path):
     sft_yaml, sft_config = recipe(name, "sft")
     hub_model = sft_config["model_name_or_path"]
     assert hub_model in STAND_INS, f"add a stand-in for {hub_model} to this test"
@@ -177,3 +180,16 @@ def test_recipe_runs_sft_reward_and_ppo_offline(name, world_dir, tokenizer_dir, 
     )
     assert metrics["updates"] == 2
     assert AutoModelForCausalLM.from_pretrained(ppo_out) is not None
+
+    short = ["--per_device_train_batch_size=4", "--gradient_accumulation_steps=1"]
+    online = [*short, "--max_steps=1", "--num_generations=2", "--max_completion_length=8", "--num_eval_prompts=2"]
+    for method, stage, extra, models in (
+        ("dpo", dpo, [*short, "--max_steps=2"], {}),
+        ("rloo", rloo, online, {"reward_model_path": reward_out}),
+        ("grpo", grpo, online, {"reward_model_path": reward_out}),
+    ):
+        method_yaml, method_config = recipe(name, method)
+        out = tmp_path / method
+        paths = swap(method_config, stand_ins, model_name_or_path=sft_out, output_dir=out, **models)
+        metrics = stage.main(["--config", str(method_yaml), *paths, *extra])
+        assert metrics["updates"] >= 1 and AutoModelForCausalLM.from_pretrained(out) is not None, method

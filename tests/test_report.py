@@ -35,11 +35,13 @@ ROW_KEYS = {
 
 
 @pytest.fixture(scope="module")
-def outputs(world_dir, pretrained, sft_model, reward_model, tmp_path_factory):
+def outputs(world_dir, pretrained, sft_model, reward_model, dpo_model, rloo_model, grpo_model, tmp_path_factory):
     """A recipe's outputs folder, laid out as `make` lays it out, from the session's tiny stages."""
     root = tmp_path_factory.mktemp("outputs") / "tiny"
     root.mkdir()
-    for stage, path in (("pretrain", pretrained[0]), ("sft", sft_model[0]), ("reward", reward_model[0])):
+    stages = {"pretrain": pretrained, "sft": sft_model, "reward": reward_model}
+    stages |= {"dpo": dpo_model, "rloo": rloo_model, "grpo": grpo_model}
+    for stage, (path, _) in stages.items():
         (root / stage).symlink_to(path)
     ppo.main(ppo_args(world_dir, sft_model[0], reward_model[0], root / "ppo", "--eval_prompts", ""))
     return root
@@ -119,7 +121,7 @@ def test_a_new_row_is_one_line_of_yaml(world_dir, outputs, tmp_path):
         ({"name": "x", "path": "sft", "prompting": "chat"}, "optionally"),
         ({"name": "x", "path": "sft", "prompt": "shout"}, "prompt must be one of"),
         ({"name": "sft", "path": "sft"}, "must be unique"),
-        ({"name": "x", "path": "dpo"}, "run `make dpo` first"),
+        ({"name": "x", "path": "orpo"}, "run `make orpo` first"),
     ],
 )
 def test_a_bad_row_is_one_line_before_any_work(world_dir, outputs, tmp_path, row, needle):
@@ -134,3 +136,22 @@ def test_a_missing_stage_names_the_command_to_run(world_dir, outputs, tmp_path):
     with pytest.raises(RecipeError, match="run `make ppo` first"):
         report.main(report_args(world_dir, tmp_path, tmp_path / "report"))
     assert not (tmp_path / "report").exists()
+
+
+def test_methods_report_has_every_row_and_its_cost(world_dir, outputs, tmp_path):
+    """`make methods`: the eight rows of recipes/tiny/methods.yaml, with each method's cost and the KL figure."""
+    config = yaml.safe_load((TINY / "methods.yaml").read_text())
+    for row in config["policies"]:
+        row["best_of"] = min(row.get("best_of", 1), 2)
+    path = tmp_path / "methods.yaml"
+    path.write_text(yaml.safe_dump(config))
+    out = tmp_path / "methods"
+    result = report.main(report_args(world_dir, outputs, out, path))
+    rows = result["policies"]
+    assert list(rows) == ["base", "base_fewshot", "sft", "best_of_n", "ppo", "dpo", "rloo", "grpo"]
+    assert rows["ppo"]["sampled_answers"] == 16 and rows["rloo"]["sampled_answers"] == 16
+    assert rows["dpo"]["pairs_seen"] == 96 and rows["dpo"]["sampled_answers"] is None
+    for name in ("ppo", "dpo", "rloo", "grpo"):
+        assert rows[name]["kl_to_reference"] is not None and rows[name]["stage_wall_time_s"] > 0
+    assert (out / "score_vs_kl.png").read_bytes()[:4] == b"\x89PNG"
+    assert "| GRPO |" in (out / "report.md").read_text()

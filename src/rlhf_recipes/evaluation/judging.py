@@ -68,6 +68,30 @@ def judge(labeler: GoldLabeler, rows: list[dict], completions: list[Completion])
     return out
 
 
+def load_judging(args: EvalArguments) -> tuple[GoldLabeler, list[dict]] | None:
+    """The gold labeler and its held-out prompts, read before training so a wrong path costs seconds, not a run."""
+    if not (args.eval_prompts and args.world_file):
+        return None
+    from ..training.loading import load_splits
+    from ..training.world_inputs import load_world
+    from ..world.labeler import GoldLabeler
+
+    rows = load_splits(args.eval_prompts, ["test"], [{"prompt"}], "set eval_prompts, or none")["test"].to_list()
+    return GoldLabeler(load_world(args.world_file)), rows
+
+
+def evaluate_model(model, tokenizer, judging, args: EvalArguments, seed: int) -> tuple[dict, list[Judged]]:
+    """Gold-labeler summary and judged answers on the held-out prompts (empty without a labeler, and off the
+    main process)."""
+    from accelerate import PartialState
+
+    if judging is None or not PartialState().is_main_process:
+        return {}, []
+    labeler, rows = judging
+    judged = judge(labeler, rows, answer_prompts(model, tokenizer, rows, args, seed))
+    return summarize(judged), judged
+
+
 def _rate(values: list[bool]) -> float | None:
     return round(mean(values), 3) if values else None
 

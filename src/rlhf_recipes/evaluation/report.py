@@ -77,16 +77,37 @@ def gold_vs_proxy(report: dict, path: Path) -> None:
     plt.close(fig)
 
 
+def score_vs_kl(report: dict, path: Path) -> None:
+    """The trade-off: each row's score against its KL to the reference (rows with a measured KL)."""
+    key, label = ("gold_score", "gold score (of 4)") if has_gold(report) else ("rm_score", "reward model score")
+    fig, ax = plt.subplots(figsize=(5.5, 4))
+    for row in report["policies"].values():
+        if row["kl_to_reference"] is not None:
+            ax.scatter(row["kl_to_reference"], row[key])
+            ax.annotate(
+                row["label"], (row["kl_to_reference"], row[key]), fontsize=8, xytext=(4, 4), textcoords="offset points"
+            )
+    reference = report["policies"][report["reference"]]["label"]
+    ax.set_xlabel(f"KL to {reference} per answer (nats)")
+    ax.set_ylabel(label)
+    ax.set_title("score against distance from the reference")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def has_gold(report: dict) -> bool:
     return report["judge"] == "gold labeler"
 
 
 def write_figures(report: dict, curves: dict, out: Path) -> list[str]:
-    names = ["stage_scores.png", "training_curves.png"] + (["gold_vs_proxy.png"] if has_gold(report) else [])
+    names = ["stage_scores.png", "training_curves.png", "score_vs_kl.png"]
     stage_scores(report, out / names[0])
     training_curves(curves, out / names[1])
+    score_vs_kl(report, out / names[2])
     if has_gold(report):
-        gold_vs_proxy(report, out / names[2])
+        names.append("gold_vs_proxy.png")
+        gold_vs_proxy(report, out / names[3])
     return names
 
 
@@ -113,6 +134,9 @@ def _columns(report: dict, reference: str) -> list[tuple[str, str]]:
         ("eos_share", "ends with EOS"),
         ("rm_score", "RM score"),
         ("kl_to_reference", f"KL to {reference}"),
+        ("stage_wall_time_s", "stage seconds"),
+        ("sampled_answers", "answers sampled"),
+        ("pairs_seen", "pairs read"),
     ]
     return (gold if has_gold(report) else []) + common
 
