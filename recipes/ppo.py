@@ -10,6 +10,10 @@ and left-padded. The implementation details are set in the YAML, in plain sight:
 missing-EOS penalty, the KL coefficient to the reference, response length, temperature, whitening,
 PPO epochs and minibatches. The reward model must share the policy's tokenizer: PPO hands it the
 policy's token ids, so a different vocabulary would be scored as noise, and the script refuses it.
+
+Memory: four models (policy, frozen reference, reward model, value model to train; with `use_peft` the
+reference is the policy with its adapter off). RLOO and GRPO (recipes/rloo.py, grpo.py) drop the value
+model and hold three; DPO (recipes/dpo.py) holds two.
 """
 
 from __future__ import annotations
