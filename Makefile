@@ -3,6 +3,7 @@
 #   make test                the test suite
 #   make pretrain MODEL=tiny HW=cpu ARGS="--num_train_epochs 1"
 #   make sft HW=deepspeed_zero2 PROCS=2    (accelerate_configs/deepspeed_zero2.yaml, 2 processes)
+#   make bench HW=single_gpu ARGS="--bf16 true --shape gpt2-124m"
 SHELL := /bin/bash
 .NOTPARALLEL:
 .DEFAULT_GOAL := help
@@ -18,7 +19,7 @@ BIN := $(VENV)/bin
 RECIPE := recipes/$(MODEL)
 LAUNCH := $(BIN)/accelerate launch --quiet --config_file accelerate_configs/$(HW).yaml $(if $(PROCS),--num_processes $(PROCS))
 
-.PHONY: help install data tokenizer pretrain sft compare reward ppo report all dpo rloo grpo methods test test-fast lint format clean
+.PHONY: help install data tokenizer pretrain sft compare reward ppo report all dpo rloo grpo methods bench test test-fast lint format clean
 
 help: ## List the targets
 	@echo "Usage: make <target> [MODEL=$(MODEL)] [HW=$(HW)] [PROCS=N] [ARGS='--key value ...']"
@@ -76,6 +77,9 @@ grpo: install ## After PPO: GRPO from the SFT model against the reward model -> 
 
 methods: dpo rloo grpo ## After `make all`: DPO, RLOO, GRPO and the report of every method -> outputs/MODEL/methods
 	$(LAUNCH) recipes/report.py --config $(RECIPE)/methods.yaml
+
+bench: install ## After `make all`: each stage's trainer vs a plain PyTorch loop, PPO vs TRL defaults -> outputs/bench
+	$(LAUNCH) recipes/bench.py --model $(MODEL) $(ARGS)
 
 test: install ## Run the whole test suite (tiny real runs, offline)
 	$(BIN)/python -m pytest

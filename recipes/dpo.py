@@ -49,6 +49,10 @@ PAIR_COLUMNS = [{"chosen", "rejected"}]
 DPO_COLUMNS = ("prompt", "chosen", "rejected")  # comparisons carry more (source, gold agreement): DPO reads these
 
 
+# which of the world's extras this stage follows (`auto` options): the bench resolves them the same way
+WORLD_OPTIONS = dict(eval_prompts="eval_prompts", world_file=WORLD_FILE)
+
+
 @dataclass
 class DPOArguments(ScriptArguments, EvalArguments, HeldOutArguments):
     dataset_name: str | None = field(
@@ -61,6 +65,15 @@ class DPOArguments(ScriptArguments, EvalArguments, HeldOutArguments):
 
 def make_parser() -> TrlParser:
     return TrlParser((DPOArguments, DPOConfig, ModelConfig, TrainingOutputArguments))
+
+
+def load_model(model_args: ModelConfig, config: DPOConfig) -> tuple:
+    """The SFT model to train and its tokenizer (DPOTrainer copies the model as the frozen reference)."""
+    name, fix = model_args.model_name_or_path, "run `make sft` first or set model_name_or_path"
+    model = load_pretrained(AutoModelForCausalLM, name, fix, **model_kwargs(model_args, config))
+    return model, prepare_tokenizer(
+        load_pretrained(AutoTokenizer, name, fix, **tokenizer_kwargs(model_args, config)), model
+    )
 
 
 def load_pairs(args: DPOArguments, config: DPOConfig) -> tuple:
@@ -83,29 +96,30 @@ def pairs_seen(trainer) -> int:
     return trainer.state.global_step * per_step
 
 
-def train(args: DPOArguments, config: DPOConfig, model_args: ModelConfig, out, world) -> dict:
-    """Train the SFT model with DPO into `out` (the staged output directory); judge what it saves."""
-    set_seed(config.seed)
-    clock = Stopwatch()
-    name, fix = model_args.model_name_or_path, "run `make sft` first or set model_name_or_path"
-    model = load_pretrained(AutoModelForCausalLM, name, fix, **model_kwargs(model_args, config))
-    tokenizer = prepare_tokenizer(
-        load_pretrained(AutoTokenizer, name, fix, **tokenizer_kwargs(model_args, config)), model
-    )
-    train_set, test_set = load_pairs(args, config)
-    judging = load_judging(args)
+def build_trainer(config: DPOConfig, model_args: ModelConfig, model, tokenizer, train_set, test_set, callbacks=()):
+    """The stage's trainer; `make bench` times its steps (`callbacks` lets it watch them)."""
     try:
-        trainer = DPOTrainer(
+        return DPOTrainer(
             model=model,
             args=config,
             train_dataset=train_set,
             eval_dataset=test_set,
             processing_class=tokenizer,
             peft_config=get_peft_config(model_args),
-            callbacks=[CheckpointCompleted()],
+            callbacks=[CheckpointCompleted(), *callbacks],
         )
     except ValueError as e:
         raise RecipeError(f"DPO settings rejected: {e}") from e
+
+
+def train(args: DPOArguments, config: DPOConfig, model_args: ModelConfig, out, world) -> dict:
+    """Train the SFT model with DPO into `out` (the staged output directory); judge what it saves."""
+    set_seed(config.seed)
+    clock = Stopwatch()
+    model, tokenizer = load_model(model_args, config)
+    train_set, test_set = load_pairs(args, config)
+    judging = load_judging(args)
+    trainer = build_trainer(config, model_args, model, tokenizer, train_set, test_set)
     result = trainer.train(resume_from_checkpoint=last_checkpoint(out))
     heldout = trainer.evaluate()
     metrics = {
@@ -143,7 +157,7 @@ def train(args: DPOArguments, config: DPOConfig, model_args: ModelConfig, out, w
 def main(argv: Sequence[str] | None = None) -> dict:
     parser = make_parser()
     args, config, model_args, output_args = parse(parser, apply_launch(parser, argv))
-    world = follow_world(args, args.dataset_name, eval_prompts="eval_prompts", world_file=WORLD_FILE)
+    world = follow_world(args, args.dataset_name, **WORLD_OPTIONS)
     with staged_training_output(config, args, model_args, stage="dpo", options=output_args) as out:
         metrics = train(args, config, model_args, out, world)
     PartialState().print({k: v for k, v in metrics.items() if k != "ranks"})

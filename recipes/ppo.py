@@ -61,6 +61,10 @@ WATCHED = {
 SHARED_SETTINGS = ("temperature", "missing_eos_penalty", "kl_coef", "response_length")
 
 
+# which of the world's extras this stage follows (`auto` options): the bench resolves them the same way
+WORLD_OPTIONS = dict(eval_prompts="eval_prompts", world_file=WORLD_FILE)
+
+
 @dataclass
 class PPOArguments(PromptArguments, ScriptArguments, EvalArguments):  # PromptArguments first: its dataset help
     """The prompts, the dataset options and the gold-labeler judging after training."""
@@ -134,16 +138,11 @@ def summarize_log(log_history: list[dict]) -> dict:
     }
 
 
-def train(args: PPOArguments, training_args: PPOConfig, model_args: ModelConfig, out, world) -> dict:
-    """Run PPO into `out` (the staged output directory) and judge the policy it saves."""
-    set_seed(training_args.seed)  # LoRA and score-head inits draw from the global RNG
-    clock = Stopwatch()
-    tokenizer, policy, ref, reward, value = load_models(training_args, model_args)
-    prompts, held = prompt_splits(args, tokenizer, context_length(policy), training_args.response_length)
-    train_set, held_set = prompts.select_columns(["input_ids"]), held.select_columns(["input_ids"])
-    judging = load_judging(args)
+def build_trainer(training_args: PPOConfig, model_args: ModelConfig, models: tuple, train_set, held_set, callbacks=()):
+    """The stage's trainer from `load_models`' five; `make bench` times its updates (through `callbacks`)."""
+    tokenizer, policy, ref, reward, value = models
     try:
-        trainer = ResumablePPOTrainer(
+        return ResumablePPOTrainer(
             args=training_args,
             processing_class=tokenizer,
             model=policy,
@@ -153,10 +152,21 @@ def train(args: PPOArguments, training_args: PPOConfig, model_args: ModelConfig,
             train_dataset=train_set,
             eval_dataset=held_set,
             peft_config=get_peft_config(model_args),
-            callbacks=[CheckpointCompleted()],
+            callbacks=[CheckpointCompleted(), *callbacks],
         )
     except (ValueError, AssertionError) as e:  # batch sizes that do not divide, and the like
         raise RecipeError(f"PPO settings rejected: {e}") from e
+
+
+def train(args: PPOArguments, training_args: PPOConfig, model_args: ModelConfig, out, world) -> dict:
+    """Run PPO into `out` (the staged output directory) and judge the policy it saves."""
+    set_seed(training_args.seed)  # LoRA and score-head inits draw from the global RNG
+    clock = Stopwatch()
+    tokenizer, policy, ref, reward, value = load_models(training_args, model_args)
+    prompts, held = prompt_splits(args, tokenizer, context_length(policy), training_args.response_length)
+    train_set, held_set = prompts.select_columns(["input_ids"]), held.select_columns(["input_ids"])
+    judging = load_judging(args)
+    trainer = build_trainer(training_args, model_args, (tokenizer, policy, ref, reward, value), train_set, held_set)
     trainer.train(resume_from_checkpoint=last_checkpoint(out))
     metrics = {
         "data": {
@@ -205,7 +215,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
             "PPO checkpoints are not supported under DeepSpeed (its engine keeps its own format); "
             "set save_strategy: no, or launch without DeepSpeed to checkpoint and resume"
         )
-    world = follow_world(args, args.dataset_name, eval_prompts="eval_prompts", world_file=WORLD_FILE)
+    world = follow_world(args, args.dataset_name, **WORLD_OPTIONS)
     with staged_training_output(training_args, args, model_args, stage="ppo", options=output_args) as out:
         metrics = train(args, training_args, model_args, out, world)
     PartialState().print(metrics)

@@ -43,6 +43,9 @@ from rlhf_recipes.training.outputs import (
 from rlhf_recipes.training.world_inputs import WORLD_FILE, follow_world, load_world, world_record
 from rlhf_recipes.world.probes import fact_recall, question_continuations
 
+# which of the world's extras this stage follows (`auto` options): the bench resolves them the same way
+WORLD_OPTIONS = dict(world_file=WORLD_FILE)
+
 
 @dataclass
 class PretrainArguments(HeldOutArguments):
@@ -127,6 +130,19 @@ def packed_splits(args: PretrainArguments, tokenizer, seed: int) -> dict:
     return out
 
 
+def build_trainer(args: PretrainArguments, training_args, model, tokenizer, splits: dict, callbacks=()) -> Trainer:
+    """The stage's trainer; `make bench` times its steps (`callbacks` lets it watch them)."""
+    return Trainer(
+        model=model,
+        args=training_args,
+        train_dataset=splits[args.dataset_train_split],
+        eval_dataset=splits[args.dataset_test_split],
+        processing_class=tokenizer,
+        data_collator=DataCollatorForLanguageModeling(tokenizer, mlm=False),
+        callbacks=[CheckpointCompleted(), *callbacks],
+    )
+
+
 def train(args: PretrainArguments, training_args: TrainingArguments, out, world) -> dict:
     """Pretrain into `out` (the staged output directory) and measure what the base model learned."""
     clock = Stopwatch()
@@ -135,15 +151,7 @@ def train(args: PretrainArguments, training_args: TrainingArguments, out, world)
     probed = load_world(args.world_file) if args.world_file else None  # read now: a wrong path costs seconds
     set_seed(training_args.seed)  # the random init must not depend on what ran before in this process
     model = build_model(args, tokenizer)
-    trainer = Trainer(
-        model=model,
-        args=training_args,
-        train_dataset=splits[args.dataset_train_split],
-        eval_dataset=splits[args.dataset_test_split],
-        processing_class=tokenizer,
-        data_collator=DataCollatorForLanguageModeling(tokenizer, mlm=False),
-        callbacks=[CheckpointCompleted()],
-    )
+    trainer = build_trainer(args, training_args, model, tokenizer, splits)
     result = trainer.train(resume_from_checkpoint=last_checkpoint(out))
     eval_loss = trainer.evaluate()["eval_loss"]
     trained_tokens = (
@@ -192,7 +200,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     args, training_args, output_args = parse(
         parser, apply_launch(parser, argv)
     )  # the accelerate config picks the hardware
-    world = follow_world(args, args.dataset_name, world_file=WORLD_FILE)
+    world = follow_world(args, args.dataset_name, **WORLD_OPTIONS)
     with staged_training_output(training_args, args, stage="pretrain", options=output_args) as out:
         metrics = train(args, training_args, out, world)
     for line in metrics.get("recall_examples", []) + metrics.get("question_continuations", []):

@@ -54,6 +54,10 @@ from rlhf_recipes.training.world_inputs import follow_world, world_record
 PAIR_COLUMNS = [{"chosen", "rejected"}]
 
 
+# which of the world's extras this stage follows (`auto` options): the bench resolves them the same way
+WORLD_OPTIONS = dict(heldout_pairs="preferences")
+
+
 @dataclass
 class RewardArguments(ScriptArguments, HeldOutArguments):
     dataset_name: str | None = field(
@@ -91,6 +95,19 @@ def load_model(model_args: ModelConfig, training_args: RewardConfig):
     if head.bias is not None:
         torch.nn.init.zeros_(head.bias)
     return model, tokenizer
+
+
+def load_pairs(args: RewardArguments, training_args: RewardConfig) -> tuple:
+    """The train and test comparisons (test carved from train when the dataset has none)."""
+    data = load_splits(
+        args.dataset_name,
+        [args.dataset_train_split, args.dataset_test_split],
+        PAIR_COLUMNS,
+        "run `make compare` first or set dataset_name",
+        args.dataset_config,
+        held_out=(args.eval_split_ratio, training_args.seed),
+    )
+    return data[args.dataset_train_split], data[args.dataset_test_split]
 
 
 def pair_accuracy(model, tokenizer, pairs) -> dict:
@@ -134,25 +151,8 @@ def normalize(model, tokenizer, train) -> dict:
     return {"reward_std_before": round(std, 4), "reward_mean": round(mean(values) / std, 4)}
 
 
-def train(args: RewardArguments, training_args: RewardConfig, model_args: ModelConfig, out, world) -> dict:
-    """Train the reward model into `out` (the staged output directory), normalise it, measure its accuracy."""
-    set_seed(training_args.seed)  # LoRA and score-head inits draw from the global RNG
-    clock = Stopwatch()
-    model, tokenizer = load_model(model_args, training_args)
-    data = load_splits(
-        args.dataset_name,
-        [args.dataset_train_split, args.dataset_test_split],
-        PAIR_COLUMNS,
-        "run `make compare` first or set dataset_name",
-        args.dataset_config,
-        held_out=(args.eval_split_ratio, training_args.seed),
-    )
-    train_set, test_set = data[args.dataset_train_split], data[args.dataset_test_split]
-    extra = (
-        load_splits(args.heldout_pairs, ["test"], PAIR_COLUMNS, "set heldout_pairs, or none")["test"]
-        if args.heldout_pairs
-        else None
-    )
+def build_trainer(training_args, model_args, model, tokenizer, train_set, test_set, callbacks=()):
+    """The stage's trainer; `make bench` times its steps (`callbacks` lets it watch them)."""
     trainer = ResumableRewardTrainer(
         model=model,
         args=training_args,
@@ -160,12 +160,27 @@ def train(args: RewardArguments, training_args: RewardConfig, model_args: ModelC
         eval_dataset=test_set,
         processing_class=tokenizer,
         peft_config=get_peft_config(model_args),
-        callbacks=[CheckpointCompleted()],
+        callbacks=[CheckpointCompleted(), *callbacks],
     )
     if len(trainer.train_dataset) == 0:
         raise RecipeError(
             f"every training pair is longer than max_length={training_args.max_length} tokens; raise max_length"
         )
+    return trainer
+
+
+def train(args: RewardArguments, training_args: RewardConfig, model_args: ModelConfig, out, world) -> dict:
+    """Train the reward model into `out` (the staged output directory), normalise it, measure its accuracy."""
+    set_seed(training_args.seed)  # LoRA and score-head inits draw from the global RNG
+    clock = Stopwatch()
+    model, tokenizer = load_model(model_args, training_args)
+    train_set, test_set = load_pairs(args, training_args)
+    extra = (
+        load_splits(args.heldout_pairs, ["test"], PAIR_COLUMNS, "set heldout_pairs, or none")["test"]
+        if args.heldout_pairs
+        else None
+    )
+    trainer = build_trainer(training_args, model_args, model, tokenizer, train_set, test_set)
     result = trainer.train(resume_from_checkpoint=last_checkpoint(out))
     metrics = {
         "data": {
@@ -222,7 +237,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
             f"a reward model's LoRA needs lora_task_type: SEQ_CLS (got {model_args.lora_task_type}), "
             "so the score head is trained and saved with the adapter"
         )
-    world = follow_world(args, args.dataset_name, heldout_pairs="preferences")
+    world = follow_world(args, args.dataset_name, **WORLD_OPTIONS)
     with staged_training_output(training_args, args, model_args, stage="reward", options=output_args) as out:
         metrics = train(args, training_args, model_args, out, world)
     PartialState().print(metrics)

@@ -50,6 +50,10 @@ from rlhf_recipes.training.world_inputs import WORLD_FILE, follow_world, world_r
 DIALOGUE_COLUMNS = [{"messages"}, {"prompt", "completion"}]
 
 
+# which of the world's extras this stage follows (`auto` options): the bench resolves them the same way
+WORLD_OPTIONS = dict(replay_dataset="pretrain", eval_prompts="eval_prompts", world_file=WORLD_FILE)
+
+
 @dataclass
 class SFTArguments(ScriptArguments, EvalArguments, HeldOutArguments):
     dataset_name: str | None = field(
@@ -173,6 +177,19 @@ def print_samples(before: list, after: list, count: int, seed: int) -> list[dict
     return samples
 
 
+def build_trainer(training_args, model_args, model, tokenizer, train_set, test_set, callbacks=()):
+    """The stage's trainer; `make bench` times its steps (`callbacks` lets it watch them)."""
+    return ResumableSFTTrainer(
+        model=model,
+        args=training_args,
+        train_dataset=train_set,
+        eval_dataset=test_set,
+        processing_class=tokenizer,
+        peft_config=get_peft_config(model_args),
+        callbacks=[CheckpointCompleted(), *callbacks],
+    )
+
+
 def train(args: SFTArguments, training_args: SFTConfig, model_args: ModelConfig, out: Path, world) -> dict:
     """Fine-tune into `out` (the staged output directory), judging the model before and after."""
     set_seed(training_args.seed)  # LoRA and score-head inits draw from the global RNG
@@ -181,15 +198,7 @@ def train(args: SFTArguments, training_args: SFTConfig, model_args: ModelConfig,
     train_set, test_set = build_datasets(args, training_args, tokenizer)
     judging = load_judging(args)
     before, judged_before = evaluate_model(model, tokenizer, judging, args, training_args.seed)
-    trainer = ResumableSFTTrainer(
-        model=model,
-        args=training_args,
-        train_dataset=train_set,
-        eval_dataset=test_set,
-        processing_class=tokenizer,
-        peft_config=get_peft_config(model_args),
-        callbacks=[CheckpointCompleted()],
-    )
+    trainer = build_trainer(training_args, model_args, model, tokenizer, train_set, test_set)
     result = trainer.train(resume_from_checkpoint=last_checkpoint(out))
     ranks = rank_summary(trainer.model)
     trainer.save_model(str(out))
@@ -234,9 +243,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     args, training_args, model_args, output_args = parse(
         parser, apply_launch(parser, argv)
     )  # the accelerate config picks the hardware
-    world = follow_world(
-        args, args.dataset_name, replay_dataset="pretrain", eval_prompts="eval_prompts", world_file=WORLD_FILE
-    )
+    world = follow_world(args, args.dataset_name, **WORLD_OPTIONS)
     with staged_training_output(training_args, args, model_args, stage="sft", options=output_args) as out:
         metrics = train(args, training_args, model_args, out, world)
     PartialState().print(

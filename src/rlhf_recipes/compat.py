@@ -6,6 +6,7 @@ package reaches into a library's private state.
 
 from __future__ import annotations
 
+import gc
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -155,8 +156,26 @@ class ReplayableLoader:
         return len(self.loader)
 
 
+@contextmanager
+def collections_skip_the_setup() -> Iterator[None]:
+    """Make TRL 1.12's two `gc.collect()` calls per PPO update cheap, without skipping them.
+
+    A full collection walks every object the process tracks; after importing torch, transformers and
+    datasets and loading four models that is hundreds of thousands, and on CPU the two collections took
+    14-25% of each update. `gc.freeze()` moves everything alive when training starts into the permanent
+    generation, which collections leave alone, so they walk only what the updates themselves create.
+    Everything is unfrozen when training ends.
+    """
+    gc.collect()
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
+
+
 class ResumablePPOTrainer(PPOTrainer):
-    """TRL 1.12's PPOTrainer with checkpoints that a run can resume from; upstream behaviour otherwise.
+    """TRL 1.12's PPOTrainer with checkpoints that a run can resume from, and cheap garbage collections.
 
     Upstream `train()` is one loop that always starts at update 1 (TRL closed resume support as
     "maintenance mode"). A checkpoint here holds the policy as a plain model (to sample from), the policy
@@ -187,6 +206,10 @@ class ResumablePPOTrainer(PPOTrainer):
         self.accelerator.wait_for_everyone()
 
     def train(self, resume_from_checkpoint: str | None = None) -> None:
+        with collections_skip_the_setup():
+            return self._train(resume_from_checkpoint)
+
+    def _train(self, resume_from_checkpoint: str | None) -> None:
         if resume_from_checkpoint is None:
             return super().train()
         saved = self._load_checkpoint(Path(resume_from_checkpoint))

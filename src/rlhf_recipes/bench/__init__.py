@@ -1,0 +1,1 @@
+"""make bench: the recipes against plain PyTorch loops and TRL defaults."""

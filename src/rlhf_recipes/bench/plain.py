@@ -1,0 +1,117 @@
+"""Plain PyTorch training loops: the yardstick `make bench` holds each recipe's trainer against.
+
+Each loop trains its own copy of the stage's model on the rows the recipe's trainer trains on (the
+trainer's own tokenized dataset), in batches of the same size padded to the longest row, with AdamW at
+the same learning rate and, where the recipe uses it, the same autocast. Nothing else: no callbacks,
+logging, metrics or scheduler; the speed a careful engineer gets by hand.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import time
+
+import torch
+import torch.nn.functional as F
+from torch.nn.utils.rnn import pad_sequence
+from torch.utils.data import DataLoader
+
+from .timing import Round
+
+
+def padded(rows: list[list[int]], pad: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-padded ids and their attention mask, as long as the longest row."""
+    ids = pad_sequence([torch.tensor(r) for r in rows], batch_first=True, padding_value=pad).to(device)
+    mask = pad_sequence([torch.ones(len(r), dtype=torch.long) for r in rows], batch_first=True).to(device)
+    return ids, mask
+
+
+def completion_logps(model, ids, mask, completion_start: torch.Tensor) -> torch.Tensor:
+    """Each row's summed log-probability of its tokens from `completion_start` on (padding excluded)."""
+    logits = model(input_ids=ids, attention_mask=mask).logits[:, :-1]
+    targets = ids[:, 1:]
+    logps = torch.gather(logits.log_softmax(-1), 2, targets.unsqueeze(-1)).squeeze(-1)
+    positions = torch.arange(1, ids.shape[1], device=ids.device)
+    keep = (positions >= completion_start.unsqueeze(1)) & mask[:, 1:].bool()
+    return (logps * keep).sum(-1)
+
+
+class PlainLoop:
+    """`steps` optimizer steps of `loss_fn` over shuffled batches of `rows`, timed as a `Round`."""
+
+    def __init__(self, model, rows: list[dict], batch_size: int, learning_rate: float, loss_fn, bf16: bool) -> None:
+        self.model = model.train()
+        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=learning_rate, weight_decay=0.0)
+        self.loader = DataLoader(rows, batch_size=batch_size, shuffle=True, collate_fn=list, drop_last=True)
+        self.loss_fn, self.bf16 = loss_fn, bf16
+        self.device = next(model.parameters()).device
+        self.batches = iter(())
+
+    def next_batch(self) -> list[dict]:
+        batch = next(self.batches, None)
+        if batch is None:
+            self.batches = iter(self.loader)
+            batch = next(self.batches)
+        return batch
+
+    def __call__(self, steps: int) -> Round:
+        start = time.perf_counter()
+        for _ in range(steps):
+            autocast = torch.autocast(self.device.type, torch.bfloat16) if self.bf16 else contextlib.nullcontext()
+            with autocast:
+                loss = self.loss_fn(self.model, self.next_batch(), self.device)
+            loss.backward()
+            self.optimizer.step()
+            self.optimizer.zero_grad(set_to_none=True)
+        if self.device.type == "cuda":
+            torch.cuda.synchronize()
+        return Round(time.perf_counter() - start, steps)
+
+
+def causal_lm_loss(pad: int):
+    """Next-token loss on the rows' `labels` (-100 where the recipe trains on nothing)."""
+
+    def loss(model, batch: list[dict], device) -> torch.Tensor:
+        ids, mask = padded([row["input_ids"] for row in batch], pad, device)
+        labels = [row.get("labels", row["input_ids"]) for row in batch]
+        targets, _ = padded(labels, -100, device)
+        return model(input_ids=ids, attention_mask=mask, labels=targets).loss
+
+    return loss
+
+
+def pairwise_reward_loss(pad: int):
+    """Bradley-Terry: chosen and rejected in one batch, -log sigmoid(r_chosen - r_rejected)."""
+
+    def loss(model, batch: list[dict], device) -> torch.Tensor:
+        rows = [row["chosen_ids"] for row in batch] + [row["rejected_ids"] for row in batch]
+        ids, mask = padded(rows, pad, device)
+        rewards = model(input_ids=ids, attention_mask=mask).logits.squeeze(-1)
+        chosen, rejected = rewards.chunk(2)
+        return -F.logsigmoid(chosen - rejected).mean()
+
+    return loss
+
+
+def dpo_loss(reference, pad: int, beta: float):
+    """Sigmoid DPO: policy and frozen reference log-probs of prompt+chosen and prompt+rejected."""
+    reference = copy.deepcopy(reference).eval().requires_grad_(False)
+
+    def loss(model, batch: list[dict], device) -> torch.Tensor:
+        prompts = [row["prompt_ids"] for row in batch] * 2
+        answers = [row["chosen_ids"] for row in batch] + [row["rejected_ids"] for row in batch]
+        ids, mask = padded([p + a for p, a in zip(prompts, answers)], pad, device)
+        start = torch.tensor([len(p) for p in prompts], device=device)
+        policy = completion_logps(model, ids, mask, start)
+        with torch.no_grad():
+            ref = completion_logps(reference, ids, mask, start)
+        margin = (policy - ref).chunk(2)
+        return -F.logsigmoid(beta * (margin[0] - margin[1])).mean()
+
+    return loss
+
+
+def real_tokens(rows: list[dict], columns: dict[str, int]) -> float:
+    """Mean tokens per row that a step trains on: `columns` maps id columns to how often each is run."""
+    return sum(times * sum(len(r[c]) for r in rows) for c, times in columns.items()) / len(rows)

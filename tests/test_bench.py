@@ -1,0 +1,96 @@
+"""`make bench` on the session's tiny stages: the recipe against the plain loop, PPO split into phases."""
+
+import json
+import math
+
+import pytest
+import torch
+
+import bench
+from conftest import ROOT
+from rlhf_recipes.bench.plain import PlainLoop, causal_lm_loss
+from rlhf_recipes.bench.report import write_bench
+from rlhf_recipes.bench.timing import Round, interleave
+from rlhf_recipes.compat import collections_skip_the_setup
+from rlhf_recipes.training.launch import threads_per_rank
+
+pytestmark = pytest.mark.slow  # trains tiny models for real: `make test`, not `make test-fast`
+
+
+@pytest.fixture
+def checkout(world_dir, tokenizer_dir, pretrained, sft_model, reward_model, comparisons, tmp_path, monkeypatch):
+    """A checkout after `make all`, as the bench expects to find it: the recipes, data/world, outputs/tiny."""
+    (tmp_path / "recipes").symlink_to(ROOT / "recipes")
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "world").symlink_to(world_dir)
+    outputs = tmp_path / "outputs" / "tiny"
+    outputs.mkdir(parents=True)
+    stages = {"tokenizer": tokenizer_dir, "pretrain": pretrained[0], "sft": sft_model[0]}
+    stages |= {"reward": reward_model[0], "compare": comparisons[0]}
+    for stage, path in stages.items():
+        (outputs / stage).symlink_to(path)
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def test_bench_times_the_recipe_against_a_plain_loop_and_splits_ppo(checkout):
+    flags = ["--stages", "sft,ppo", "--rounds", "2", "--steps_per_round", "3", "--updates_per_round", "1"]
+    for stage in ("sft", "ppo"):
+        bench.main([*flags, "--stage", stage])
+    args = bench.BenchArguments(stages="sft,ppo", rounds=2, steps_per_round=3, updates_per_round=1)
+    report = write_bench(args, 1e11, torch.device("cpu"))
+    sft, ppo = report["stages"]
+    assert sft["stage"] == "sft" and 0.2 < sft["ratio"]["median"] < 5  # same work on both sides
+    assert sft["recipe_tokens_per_s"]["median"] > 0 and 0 < sft["mfu"] < 1
+    rounds = report["raw"]["sft"]["rounds"]
+    assert [len(rounds["recipe"]), len(rounds["plain"])] == [2, 2] and rounds["recipe"][0]["steps"] == 3
+    assert ppo["stage"] == "ppo" and ppo["trl_defaults"]["gradient_checkpointing"] is True
+    for side in ("recipe", "trl_defaults"):
+        phases = ppo["phases"][side]
+        assert phases["generation"] > 0 and phases["scoring"] > 0 and phases["training"] > 0
+        assert math.isclose(sum(phases.values()), ppo[f"{side}_s_per_update"], rel_tol=0.3)
+    assert ppo["phases"]["recipe"]["gc"] < ppo["phases"]["trl_defaults"]["gc"]  # the freeze at work
+    for name in ("bench.json", "bench.md", "bench.png"):
+        assert (checkout / "outputs" / "bench" / name).stat().st_size > 0
+    assert "| sft |" in (checkout / "outputs" / "bench" / "bench.md").read_text()
+    assert json.loads((checkout / "outputs" / "bench" / "bench.json").read_text())["stages"][0]["peak_rss_mib"] > 0
+
+
+def test_the_plain_loop_trains(pretrained):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model = AutoModelForCausalLM.from_pretrained(pretrained[0])
+    tokenizer = AutoTokenizer.from_pretrained(pretrained[0])
+    rows = [{"input_ids": tokenizer(f"Fact {i % 4}: the answer is {i % 4}.").input_ids} for i in range(32)]
+    loss = causal_lm_loss(tokenizer.pad_token_id)
+    loop = PlainLoop(model, rows, 8, 1e-3, loss, bf16=False)
+    batch = [rows[0], rows[1]]
+    before = loss(model, batch, torch.device("cpu")).item()
+    assert loop(12).steps == 12
+    assert loss(model, batch, torch.device("cpu")).item() < before
+
+
+def test_rounds_interleave_after_a_warm_up():
+    calls = []
+    sides = {name: (lambda name=name: calls.append(name) or Round(1.0, 1)) for name in ("a", "b")}
+    timed = interleave(sides, rounds=2)
+    assert calls == ["a", "b", "a", "b", "a", "b"] and [len(v) for v in timed.values()] == [2, 2]
+
+
+def test_gc_collections_in_training_skip_what_existed_before():
+    import gc
+
+    with collections_skip_the_setup():
+        assert gc.get_freeze_count() > 0
+    assert gc.get_freeze_count() == 0
+
+
+def test_cpu_ranks_share_the_cores(monkeypatch):
+    import os
+
+    cores = len(os.sched_getaffinity(0))
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # what the launcher sets when the user did not
+    assert threads_per_rank() == max(1, cores // 2)
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")  # the user's own choice
+    assert threads_per_rank() == 3
