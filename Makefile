@@ -16,6 +16,9 @@ PROCS ?=
 ARGS ?=
 
 BIN := $(VENV)/bin
+# DeepSpeed's compiled CPU ops live with the venv: two venvs sharing ~/.cache/torch_extensions rebuild
+# each other's ops (~1 min each time)
+export TORCH_EXTENSIONS_DIR ?= $(abspath $(VENV))/torch_extensions
 RECIPE := recipes/$(MODEL)
 LAUNCH := $(BIN)/accelerate launch --quiet --config_file accelerate_configs/$(HW).yaml $(if $(PROCS),--num_processes $(PROCS))
 
@@ -81,8 +84,8 @@ methods: dpo rloo grpo ## After `make all`: DPO, RLOO, GRPO and the report of ev
 bench: install ## After `make all`: each stage's trainer vs a plain PyTorch loop, PPO vs TRL defaults -> outputs/bench
 	$(LAUNCH) recipes/bench.py --model $(MODEL) $(ARGS)
 
-test: install ## Run the whole test suite (tiny real runs, offline)
-	$(BIN)/python -m pytest
+test: install ## Run the whole test suite (tiny real runs, offline), one worker per core
+	$(BIN)/python -m pytest -n auto --dist loadfile
 
 test-fast: install ## The inner loop, under a minute: config, world, labeler, outputs and CLI-error tests
 	$(BIN)/python -m pytest -m "not slow"

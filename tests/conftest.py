@@ -2,6 +2,7 @@
 
 import importlib
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -11,6 +12,12 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the tests never reach a hub
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+if os.environ.get("PYTEST_XDIST_WORKER"):  # `make test` runs workers side by side: each takes its share of the cores
+    _share = max(1, len(os.sched_getaffinity(0)) // int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")))
+    os.environ["OMP_NUM_THREADS"] = str(_share)  # the commands the tests start
+    import torch
+
+    torch.set_num_threads(_share)
 
 import data  # noqa: E402
 import pretrain  # noqa: E402
@@ -121,10 +128,17 @@ def run_cli(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
 
 
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def launch(config: str, script: str, *args: str, processes: int | None = None) -> subprocess.CompletedProcess:
     """`accelerate launch --config_file accelerate_configs/<config>.yaml recipes/<script>`, as `make` runs it."""
     accelerate = Path(sys.executable).with_name("accelerate")
     count = ["--num_processes", str(processes)] if processes else []
+    count += ["--main_process_port", str(free_port())]  # two launches at once must not share a port
     env = {**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1"}
     return subprocess.run(
         [
@@ -366,3 +380,21 @@ def rloo_model(world_dir, sft_model, reward_model, tmp_path_factory) -> tuple[Pa
 @pytest.fixture(scope="session")
 def grpo_model(world_dir, sft_model, reward_model, tmp_path_factory) -> tuple[Path, dict]:
     return online_model("grpo", world_dir, sft_model, reward_model, tmp_path_factory)
+
+
+# The longest files start first, so that under `make test`'s workers none is left running alone at the end.
+LONGEST_FIRST = [
+    "test_deepspeed.py",
+    "test_own_data_pipeline.py",
+    "test_bad_input.py",
+    "test_distributed.py",
+    "test_resume.py",
+    "test_real_recipes.py",
+    "test_peft.py",
+    "test_report.py",
+]
+
+
+def pytest_collection_modifyitems(items):
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))

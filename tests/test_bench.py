@@ -94,3 +94,22 @@ def test_cpu_ranks_share_the_cores(monkeypatch):
     assert threads_per_rank() == max(1, cores // 2)
     monkeypatch.setenv("OMP_NUM_THREADS", "3")  # the user's own choice
     assert threads_per_rank() == 3
+
+
+def test_generation_under_activation_checkpointing_uses_the_cache_and_matches_plain_generation(pretrained):
+    """In train mode with checkpointing on, GPT-2 gets no past key values while `generate` feeds it one
+    token at a time: TRL 1.12's PPO, RLOO and GRPO sampled from a model that saw only its last token."""
+    from transformers import AutoModelForCausalLM
+
+    from rlhf_recipes.compat import generate_with_kv_cache
+
+    policy = AutoModelForCausalLM.from_pretrained(pretrained[0]).train()
+    prompt = torch.tensor([[5, 6, 7, 8, 9, 10]])
+    greedy = {"max_new_tokens": 8, "min_new_tokens": 8, "do_sample": False}
+    plain = policy.generate(prompt, **greedy)
+    policy.gradient_checkpointing_enable({"use_reentrant": False})
+    lengths = []
+    policy.transformer.wte.register_forward_pre_hook(lambda module, args: lengths.append(args[0].shape[1]))
+    generate_with_kv_cache(policy, type("Args", (), {"gradient_checkpointing_kwargs": {"use_reentrant": False}}))
+    assert policy.generate(prompt, **greedy).tolist() == plain.tolist()
+    assert lengths == [6] + [1] * 7 and policy.is_gradient_checkpointing  # cached; training checkpoints again

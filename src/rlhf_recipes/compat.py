@@ -19,6 +19,7 @@ from transformers.trainer import OPTIMIZER_NAME, SCHEDULER_NAME
 from trl import RewardTrainer, SFTTrainer
 from trl.experimental.ppo import PPOTrainer
 from trl.experimental.ppo.ppo_trainer import OnlineTrainerState
+from trl.models.utils import disable_gradient_checkpointing
 
 from .training.outputs import CHECKPOINT_DONE, CHECKPOINT_PREFIX, write_json
 
@@ -156,6 +157,24 @@ class ReplayableLoader:
         return len(self.loader)
 
 
+def generate_with_kv_cache(policy, args) -> None:
+    """Sample from the policy with its KV cache when activation checkpointing is on for training.
+
+    TRL 1.12's PPO, RLOO and GRPO loops sample from the policy in train mode. With gradient checkpointing
+    on, transformers' GPT-2 passes its blocks no past key values in train mode while `generate` feeds
+    one new token per step: each token was sampled from a model that saw only the token before it
+    (measured: greedy answers differ from the same model's in eval mode). Checkpointing is switched off
+    for each `generate` call and back on for training.
+    """
+    generate = policy.generate
+
+    def generate_cached(*a, **kw):
+        with disable_gradient_checkpointing(policy, args.gradient_checkpointing_kwargs):
+            return generate(*a, **kw)
+
+    policy.generate = generate_cached
+
+
 @contextmanager
 def collections_skip_the_setup() -> Iterator[None]:
     """Make TRL 1.12's two `gc.collect()` calls per PPO update cheap, without skipping them.
@@ -175,7 +194,7 @@ def collections_skip_the_setup() -> Iterator[None]:
 
 
 class ResumablePPOTrainer(PPOTrainer):
-    """TRL 1.12's PPOTrainer with checkpoints that a run can resume from, and cheap garbage collections.
+    """TRL 1.12's PPOTrainer, resumable from checkpoints, with cheap gc and cached generation.
 
     Upstream `train()` is one loop that always starts at update 1 (TRL closed resume support as
     "maintenance mode"). A checkpoint here holds the policy as a plain model (to sample from), the policy
@@ -189,6 +208,7 @@ class ResumablePPOTrainer(PPOTrainer):
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.dataloader = ReplayableLoader(self.dataloader)
+        generate_with_kv_cache(self.accelerator.unwrap_model(self.model).policy, self.args)
 
     def save_model(self, output_dir: str | None = None, _internal_call: bool = False) -> None:
         save_ppo_policy(self, self.processing_class, output_dir or self.args.output_dir)

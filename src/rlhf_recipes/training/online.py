@@ -17,7 +17,7 @@ from accelerate import PartialState
 from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer, set_seed
 from trl import ModelConfig, ScriptArguments, get_peft_config
 
-from ..compat import CheckpointCompleted
+from ..compat import CheckpointCompleted, generate_with_kv_cache
 from ..evaluation.generation import context_length
 from ..evaluation.judging import EvalArguments, evaluate_model, load_judging
 from .chat import prepare_tokenizer
@@ -122,6 +122,7 @@ def train_online(trainer_class, stage: str, args: OnlineArguments, config, model
         )
     except ValueError as e:  # batch sizes that do not divide by num_generations, and the like
         raise RecipeError(f"{stage} settings rejected: {e}") from e
+    generate_with_kv_cache(trainer.accelerator.unwrap_model(trainer.model), config)
     trainer.train(resume_from_checkpoint=last_checkpoint(out))
     trainer.save_model(str(out))
     trainer.save_state()
