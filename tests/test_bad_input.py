@@ -6,8 +6,10 @@ the launcher passes the one line and the exit status on; the others run `python 
 same script in one process without the launcher's ~5 s of imports. Each must exit non-zero, print exactly
 one `error: ...` line on stderr (and no traceback) holding every needle of the case, which name the problem
 and its fix, and leave no output directory and no `<output_dir>.partial` (no case gets as far as a
-checkpoint). A subprocess costs ~5-10 s of imports, so one module fixture runs them all, two at a time,
-and the tests check the results.
+checkpoint). A fresh interpreter costs ~9 s of imports, so one module fixture runs them all, two at a
+time, and the tests check the results: the first command of each launched stage through `accelerate launch`,
+the rest as scripts forked from a warm interpreter (`forkserver.py`) or, where a command needs its own
+environment or wrapper, in a fresh one.
 
 A full disk is a real one: a 16 KiB tmpfs mounted in a private mount namespace (`unshare --user
 --map-root-user --mount`, no root needed where user namespaces are on); where that is not allowed, a file size
@@ -23,6 +25,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from queue import Queue
 from types import SimpleNamespace
 
 import pytest
@@ -34,6 +37,7 @@ from transformers import (
 )
 
 from conftest import ROOT, SMALL_WORLD, TINY
+from forkserver import ForkServer
 
 pytestmark = pytest.mark.slow  # ~30 subprocesses: `make test`, not `make test-fast`
 
@@ -569,23 +573,31 @@ CASES = {
 COST = {"ppo": 0, "reward": 1, "sft": 1, "compare": 1, "pretrain": 1, "tokenizer": 2, "data": 2}  # slowest first
 
 
-def run(case: Case, launched: bool) -> subprocess.CompletedProcess:
-    """The stage's real command: through `accelerate launch --quiet` as `make` runs it, or the script alone."""
+ENV = {
+    "PYTHONWARNINGS": "ignore",
+    "OMP_NUM_THREADS": "1",
+    "HF_HUB_OFFLINE": "1",
+    "HF_DATASETS_OFFLINE": "1",
+    "TRL_EXPERIMENTAL_SILENCE": "1",
+}
+
+
+def run(case: Case, launched: bool, warm: Queue) -> subprocess.CompletedProcess:
+    """The stage's real command: through `accelerate launch --quiet` as `make` runs it, or the script alone
+    (in a fork of a warm interpreter, `tests/forkserver.py`, unless it needs its own environment or wrapper)."""
     script = f"recipes/{case.stage}.py"
+    if not launched and not case.wrap and not case.env:
+        server = warm.get()
+        try:
+            return server.run(script, case.args, ROOT)
+        finally:
+            warm.put(server)
     if launched:
         accelerate = str(Path(sys.executable).with_name("accelerate"))
         cmd = [accelerate, "launch", "--quiet", "--config_file", "accelerate_configs/cpu.yaml", script]
     else:
         cmd = [sys.executable, script]
-    env = {
-        **os.environ,
-        "PYTHONWARNINGS": "ignore",
-        "OMP_NUM_THREADS": "1",
-        "HF_HUB_OFFLINE": "1",
-        "HF_DATASETS_OFFLINE": "1",
-        "TRL_EXPERIMENTAL_SILENCE": "1",
-        **case.env,
-    }
+    env = {**os.environ, **ENV, **case.env}
     return subprocess.run(
         [*case.wrap, *cmd, *case.args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
     )
@@ -604,8 +616,16 @@ def results(assets) -> dict:
     firsts = {c.stage: name for name, c in reversed(cases.items()) if c.stage in LAUNCHED}
     launched = set(firsts.values())  # the first case of each launched stage goes through the launcher
     start = time.perf_counter()
-    with ThreadPoolExecutor(WORKERS) as pool:
-        done = dict(zip(order, pool.map(lambda name: run(cases[name], name in launched), order)))
+    warm = Queue()
+    servers = [ForkServer({**os.environ, **ENV}) for _ in range(WORKERS)]
+    for server in servers:
+        warm.put(server)
+    try:
+        with ThreadPoolExecutor(WORKERS) as pool:
+            done = dict(zip(order, pool.map(lambda name: run(cases[name], name in launched, warm), order)))
+    finally:
+        for server in servers:
+            server.close()
     print(f"\n{len(cases)} bad-input commands in {time.perf_counter() - start:.0f} s with {WORKERS} workers")
     return {name: (cases[name], done[name], leftovers(cases[name], before[name])) for name in CASES}
 
