@@ -81,7 +81,7 @@ grpo: install ## After PPO: GRPO from the SFT model against the reward model -> 
 methods: dpo rloo grpo ## After `make all`: DPO, RLOO, GRPO and the report of every method -> outputs/MODEL/methods
 	$(LAUNCH) recipes/report.py --config $(RECIPE)/methods.yaml
 
-bench: install ## After `make all`: each stage's trainer vs a plain PyTorch loop, PPO vs TRL defaults -> outputs/bench
+bench: install ## After `make all`: every stage vs a plain PyTorch loop, PPO vs TRL defaults -> outputs/bench
 	$(LAUNCH) recipes/bench.py --model $(MODEL) $(ARGS)
 
 test: install ## Run the whole test suite (tiny real runs, offline), one worker per core

@@ -6,7 +6,8 @@ For pretraining, SFT, the reward model and DPO: the recipe's own trainer (built 
 `build_trainer` from the stage's YAML, data and model) against a plain PyTorch loop on a copy of the same
 model, the same rows, batch size and dtype, in interleaved rounds (A B A B ...) so a noisy machine slows
 both alike; the figure is recipe/plain in tokens per second, median and range over the rounds, with
-MFU against a matmul peak measured in the same run. For PPO: the recipe's update against TRL 1.12's
+MFU against a matmul peak measured in the same run. RLOO and GRPO: the same, against a plain loop that
+samples, scores and trains as they do, in answers per second. For PPO: the recipe's update against TRL 1.12's
 `PPOTrainer` with its defaults (bf16, activation checkpointing, its garbage collection) on the same
 models and batch, interleaved likewise, each update split into generation, scoring, training, gc and
 the rest. Each stage runs in its own process, so its peak RSS is its own. Needs the stage inputs of
@@ -34,6 +35,7 @@ from rlhf_recipes.bench.plain import (
     PlainLoop,
     causal_lm_loss,
     dpo_loss,
+    group_baseline_loss,
     pairwise_reward_loss,
     real_tokens,
 )
@@ -43,7 +45,8 @@ from rlhf_recipes.training.config import RecipeError, cli, parse
 from rlhf_recipes.training.launch import apply_launch
 from rlhf_recipes.training.world_inputs import follow_world
 
-STAGES = ("pretrain", "sft", "reward", "dpo", "ppo")
+STAGES = ("pretrain", "sft", "reward", "dpo", "rloo", "grpo", "ppo")
+ONLINE = ("rloo", "grpo")
 SHAPES = {"recipe": None, "gpt2-124m": {"n_layer": 12, "n_embd": 768, "n_head": 12, "vocab_size": 50257}}
 
 
@@ -59,7 +62,7 @@ class BenchArguments:
     )
     rounds: int = field(default=5, metadata={"help": "Timed rounds per side, after one untimed warm-up round."})
     steps_per_round: int = field(default=8, metadata={"help": "Optimizer steps per round and side."})
-    updates_per_round: int = field(default=3, metadata={"help": "PPO updates per round and side."})
+    updates_per_round: int = field(default=3, metadata={"help": "PPO, RLOO, GRPO updates per round and side."})
     bf16: bool = field(default=False, metadata={"help": "Train in bf16 autocast (recipes and plain loops alike)."})
     output_dir: str = field(default="outputs/bench", metadata={"help": "Where bench.json, bench.md, bench.png go."})
     stage: str | None = field(default=None, metadata={"help": "Internal: time this one stage in this process."})
@@ -74,13 +77,16 @@ def recipe_args(bench: BenchArguments, stage: str, work: Path, models: dict) -> 
     argv = ["--config", f"recipes/{bench.model}/{stage}.yaml", "--output_dir", str(work / stage)]
     argv += ["--save_strategy", "no", "--report_to", "none", "--bf16", str(bench.bf16).lower()]
     if stage != "ppo":
-        argv += ["--eval_strategy", "no", "--max_steps", str(bench.steps_per_round), "--disable_tqdm", "true"]
+        steps = bench.updates_per_round if stage in ONLINE else bench.steps_per_round
+        argv += ["--eval_strategy", "no", "--max_steps", str(steps), "--disable_tqdm", "true"]
     if models:
         argv += {
             "pretrain": [f"--{k}={v}" for k, v in SHAPES[bench.shape].items() if k != "vocab_size"],
             "sft": ["--model_name_or_path", models["policy"]],
             "reward": ["--model_name_or_path", models["policy"]],
             "dpo": ["--model_name_or_path", models["policy"]],
+            "rloo": ["--model_name_or_path", models["policy"], "--reward_model_path", models["reward"]],
+            "grpo": ["--model_name_or_path", models["policy"], "--reward_model_path", models["reward"]],
             "ppo": ["--sft_model_path", models["policy"], "--reward_model_path", models["reward"]],
         }[stage]
     return argv
@@ -154,6 +160,7 @@ def offline_stage(bench: BenchArguments, stage: str, argv: list[str]) -> dict:
             train_set, _ = dpo.load_pairs(args, training_args)
         plain_model = copy.deepcopy(model)
         trainer = module.build_trainer(training_args, model_args, model, tokenizer, train_set, None, callbacks=[clock])
+        plain_model.to(trainer.accelerator.device)  # before DPO's loss copies it as the reference
         pad = tokenizer.pad_token_id
         if stage == "sft":
             loss, columns = causal_lm_loss(pad), {"input_ids": 1}
@@ -189,6 +196,40 @@ def offline_stage(bench: BenchArguments, stage: str, argv: list[str]) -> dict:
         "parameters": trained,
         "rounds": timed,
     }
+
+
+def online_stage(bench: BenchArguments, stage: str, argv: list[str]) -> dict:
+    """RLOO or GRPO: the recipe's trainer against the plain loop of `group_baseline_loss`, in answers sampled."""
+    from trl import GRPOTrainer, RLOOTrainer
+
+    import grpo
+    import rloo
+    from rlhf_recipes.training.online import build_online_trainer, load_online
+    from rlhf_recipes.training.prompts import render
+
+    module, trainer_class = {"rloo": (rloo, RLOOTrainer), "grpo": (grpo, GRPOTrainer)}[stage]
+    parser = module.make_parser()
+    args, config, model_args, _ = parse(parser, apply_launch(parser, argv))
+    follow_world(args, args.dataset_name, **module.WORLD_OPTIONS)
+    loaded = load_online(args, config, model_args)
+    tokenizer, plain_model = loaded["tokenizer"], copy.deepcopy(loaded["policy"])
+    clock = StepClock()
+    trainer = build_online_trainer(trainer_class, stage, args, config, model_args, loaded, callbacks=[clock])
+    plain_model.to(trainer.accelerator.device)  # before the loss copies it as the reference
+    rows = [
+        {"prompt_ids": tokenizer(render(p, tokenizer), add_special_tokens=False).input_ids}
+        for p in loaded["prompts"]["prompt"]
+    ]
+    loss = group_baseline_loss(
+        plain_model, loaded["reward"], tokenizer, config, args.missing_eos_penalty, stage == "rloo"
+    )
+    prompts_per_step = config.per_device_train_batch_size // config.num_generations
+    plain = PlainLoop(plain_model, rows, prompts_per_step, config.learning_rate, loss, bench.bf16)
+    steps = bench.updates_per_round
+    timed = interleave(
+        {"recipe": lambda: time_trainer(trainer, clock, steps), "plain": lambda: plain(steps)}, bench.rounds
+    )
+    return {"kind": "online", "answers_per_step": config.per_device_train_batch_size, "rounds": timed}
 
 
 def ppo_stage(bench: BenchArguments, argv: list[str], work: Path) -> dict:
@@ -272,7 +313,12 @@ def run_stage(bench: BenchArguments) -> None:
         work = Path(scratch)
         models = build_shape(bench, work)
         argv = recipe_args(bench, bench.stage, work, models)
-        result = ppo_stage(bench, argv, work) if bench.stage == "ppo" else offline_stage(bench, bench.stage, argv)
+        if bench.stage == "ppo":
+            result = ppo_stage(bench, argv, work)
+        elif bench.stage in ONLINE:
+            result = online_stage(bench, bench.stage, argv)
+        else:
+            result = offline_stage(bench, bench.stage, argv)
     result["rounds"] = {side: [vars(r) for r in rounds] for side, rounds in result["rounds"].items()}
     result["peak_rss_mib"] = round(peak_rss_mib())
     (out / "stages").mkdir(parents=True, exist_ok=True)

@@ -29,6 +29,9 @@ from rlhf_recipes.training.online import OnlineArguments, train_online
 from rlhf_recipes.training.outputs import TrainingOutputArguments, staged_training_output
 from rlhf_recipes.training.world_inputs import WORLD_FILE, follow_world
 
+# which of the world's extras this stage follows (`auto` options): the bench resolves them the same way
+WORLD_OPTIONS = dict(eval_prompts="eval_prompts", world_file=WORLD_FILE)
+
 
 def make_parser() -> TrlParser:
     return TrlParser((OnlineArguments, RLOOConfig, ModelConfig, TrainingOutputArguments))
@@ -37,7 +40,7 @@ def make_parser() -> TrlParser:
 def main(argv: Sequence[str] | None = None) -> dict:
     parser = make_parser()
     args, config, model_args, output_args = parse(parser, apply_launch(parser, argv))
-    world = follow_world(args, args.dataset_name, eval_prompts="eval_prompts", world_file=WORLD_FILE)
+    world = follow_world(args, args.dataset_name, **WORLD_OPTIONS)
     with staged_training_output(config, args, model_args, stage="rloo", options=output_args) as out:
         metrics = train_online(RLOOTrainer, "rloo", args, config, model_args, out, world)
     PartialState().print({k: v for k, v in metrics.items() if k != "ranks"})

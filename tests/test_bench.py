@@ -34,12 +34,14 @@ def checkout(world_dir, tokenizer_dir, pretrained, sft_model, reward_model, comp
 
 
 def test_bench_times_the_recipe_against_a_plain_loop_and_splits_ppo(checkout):
-    flags = ["--stages", "sft,ppo", "--rounds", "2", "--steps_per_round", "3", "--updates_per_round", "1"]
-    for stage in ("sft", "ppo"):
+    flags = ["--stages", "sft,grpo,ppo", "--rounds", "2", "--steps_per_round", "3", "--updates_per_round", "1"]
+    for stage in ("sft", "grpo", "ppo"):
         bench.main([*flags, "--stage", stage])
-    args = bench.BenchArguments(stages="sft,ppo", rounds=2, steps_per_round=3, updates_per_round=1)
+    args = bench.BenchArguments(stages="sft,grpo,ppo", rounds=2, steps_per_round=3, updates_per_round=1)
     report = write_bench(args, 1e11, torch.device("cpu"))
-    sft, ppo = report["stages"]
+    sft, grpo, ppo = report["stages"]
+    assert grpo["stage"] == "grpo" and 0.1 < grpo["ratio"]["median"] < 10
+    assert grpo["recipe_answers_per_s"]["median"] > 0 and grpo["plain_answers_per_s"]["median"] > 0
     assert sft["stage"] == "sft" and 0.2 < sft["ratio"]["median"] < 5  # same work on both sides
     assert sft["recipe_tokens_per_s"]["median"] > 0 and 0 < sft["mfu"] < 1
     rounds = report["raw"]["sft"]["rounds"]

@@ -115,3 +115,50 @@ def dpo_loss(reference, pad: int, beta: float):
 def real_tokens(rows: list[dict], columns: dict[str, int]) -> float:
     """Mean tokens per row that a step trains on: `columns` maps id columns to how often each is run."""
     return sum(times * sum(len(r[c]) for r in rows) for c, times in columns.items()) / len(rows)
+
+
+def group_baseline_loss(reference, reward_model, tokenizer, config, eos_penalty: float, leave_one_out: bool):
+    """RLOO or GRPO by hand: sample `num_generations` answers per prompt (with the KV cache), score them with
+    the reward model (minus the missing-EOS penalty), take each answer's advantage from its group (the
+    others' mean for RLOO; the group mean and std for GRPO) and add a k3 KL to the frozen reference."""
+    reference = copy.deepcopy(reference).eval().requires_grad_(False)
+    pad, eos, group = tokenizer.pad_token_id, tokenizer.eos_token_id, config.num_generations
+
+    def logps(model, ids, mask, start):
+        logits = model(input_ids=ids, attention_mask=mask).logits[:, start - 1 : -1] / config.temperature
+        return torch.gather(logits.log_softmax(-1), 2, ids[:, start:].unsqueeze(-1)).squeeze(-1)
+
+    def loss(model, batch: list[dict], device) -> torch.Tensor:
+        rows = [row["prompt_ids"] for row in batch for _ in range(group)]
+        width = max(len(r) for r in rows)
+        ids = torch.tensor([[pad] * (width - len(r)) + r for r in rows], device=device)
+        with torch.no_grad():
+            out = model.generate(
+                input_ids=ids,
+                attention_mask=(ids != pad).long(),
+                do_sample=True,
+                top_k=0,
+                temperature=config.temperature,
+                max_new_tokens=config.max_completion_length,
+                pad_token_id=pad,
+            )
+            answer = out[:, width:]
+            ended = (answer == eos).cumsum(1)
+            keep = (ended == 0) | ((ended == 1) & (answer == eos))  # up to and with the first EOS
+            mask = torch.cat([ids != pad, keep], 1).long()
+            scores = reward_model(input_ids=out * mask + pad * (1 - mask), attention_mask=mask).logits[:, 0]
+            scores = scores - eos_penalty * (ended[:, -1] == 0)
+            grouped = scores.view(-1, group)
+            if leave_one_out:
+                advantage = grouped - (grouped.sum(1, keepdim=True) - grouped) / (group - 1)
+            else:
+                advantage = (grouped - grouped.mean(1, keepdim=True)) / (grouped.std(1, keepdim=True) + 1e-4)
+            ref = logps(reference, out, mask, width)
+        policy = logps(model, out, mask, width)
+        delta = ref - policy
+        per_token = -torch.exp(policy - policy.detach()) * advantage.view(-1, 1) + config.beta * (
+            delta.exp() - delta - 1
+        )
+        return ((per_token * keep).sum(1) / keep.sum(1).clamp(min=1)).mean()
+
+    return loss

@@ -36,6 +36,14 @@ def summarize(stage: str, result: dict, peak: float) -> dict:
                 "parameters": result["parameters"],
             }
         )
+    elif result["kind"] == "online":
+        row.update(
+            {
+                "recipe_answers_per_s": rate_summary(rounds["recipe"], result["answers_per_step"]),
+                "plain_answers_per_s": rate_summary(rounds["plain"], result["answers_per_step"]),
+                "ratio": ratio_summary(rounds["recipe"], rounds["plain"]),
+            }
+        )
     else:
         per_update = {side: [r.seconds / r.steps for r in rs] for side, rs in rounds.items()}
         time_ratio = ratio_summary(rounds["trl_defaults"], rounds["recipe"])  # speeds inverted: times
@@ -69,7 +77,12 @@ def table(rows: list[dict]) -> str:
         "|---|---|---|---|---|---|",
     ]
     for row in rows:
-        if "ratio" in row:
+        if "recipe_answers_per_s" in row:
+            lines.append(
+                f"| {row['stage']} (answers/s) | {row['recipe_answers_per_s']['median']:.1f} | "
+                f"{row['plain_answers_per_s']['median']:.1f} | {spread(row['ratio'])} | — | {row['peak_rss_mib']:,} |"
+            )
+        elif "ratio" in row:
             lines.append(
                 f"| {row['stage']} | {row['recipe_tokens_per_s']['median']:,.0f} | "
                 f"{row['plain_tokens_per_s']['median']:,.0f} | {spread(row['ratio'])} | {row['mfu']:.1%} | "
@@ -116,7 +129,7 @@ def chart(rows: list[dict], path: Path) -> None:
     left.bar(names, medians, yerr=errors, capsize=4, color="tab:blue")
     left.axhline(1.0, color="grey", lw=0.8)
     left.axhline(GOAL_RATIO, color="tab:red", ls="--", lw=0.8, label=f"goal {GOAL_RATIO}")
-    left.set_ylabel("recipe / plain loop, tokens/s")
+    left.set_ylabel("recipe / plain loop speed")
     left.set_title("Training step vs a plain PyTorch loop")
     left.legend(loc="lower right")
     for row in rows:

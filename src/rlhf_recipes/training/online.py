@@ -98,31 +98,51 @@ def completions_sampled(trainer) -> int:
     return trainer.state.global_step * per_step // (args.num_iterations * args.gradient_accumulation_steps)
 
 
-def train_online(trainer_class, stage: str, args: OnlineArguments, config, model_args: ModelConfig, out, world):
-    """Train the SFT policy with `trainer_class` (RLOOTrainer, GRPOTrainer) into `out`; judge what it saves."""
-    set_seed(config.seed)
-    clock = Stopwatch()
+def load_online(args: OnlineArguments, config, model_args: ModelConfig) -> dict:
+    """The policy and its tokenizer, the prompts (train, held out) and the reward model with its tokenizer."""
     name = model_args.model_name_or_path
     policy = load_pretrained(AutoModelForCausalLM, name, SFT_FIX, **model_kwargs(model_args, config))
     tokenizer = prepare_tokenizer(load_pretrained(AutoTokenizer, name, SFT_FIX, padding_side="left"), policy)
     prompts, held = prompt_splits(args, tokenizer, context_length(policy), config.max_completion_length)
     reward, reward_tokenizer = load_reward_model(args, model_args, isinstance(prompts[0]["prompt"], list))
-    judging = load_judging(args)
-    penalty = missing_eos(args.missing_eos_penalty, tokenizer.eos_token_id)
+    return {
+        "policy": policy,
+        "tokenizer": tokenizer,
+        "prompts": prompts,
+        "held": held,
+        "reward": reward,
+        "reward_tokenizer": reward_tokenizer,
+    }
+
+
+def build_online_trainer(trainer_class, stage: str, args, config, model_args: ModelConfig, loaded: dict, callbacks=()):
+    """The stage's trainer (RLOOTrainer, GRPOTrainer); `make bench` times its steps through `callbacks`."""
+    penalty = missing_eos(args.missing_eos_penalty, loaded["tokenizer"].eos_token_id)
     try:
         trainer = trainer_class(
-            model=policy,
-            reward_funcs=[reward, penalty],
+            model=loaded["policy"],
+            reward_funcs=[loaded["reward"], penalty],
             args=config,
-            train_dataset=prompts.select_columns(["prompt"]),
-            processing_class=tokenizer,
-            reward_processing_classes=[reward_tokenizer, None],
+            train_dataset=loaded["prompts"].select_columns(["prompt"]),
+            processing_class=loaded["tokenizer"],
+            reward_processing_classes=[loaded["reward_tokenizer"], None],
             peft_config=get_peft_config(model_args),
-            callbacks=[CheckpointCompleted()],
+            callbacks=[CheckpointCompleted(), *callbacks],
         )
     except ValueError as e:  # batch sizes that do not divide by num_generations, and the like
         raise RecipeError(f"{stage} settings rejected: {e}") from e
     generate_with_kv_cache(trainer.accelerator.unwrap_model(trainer.model), config)
+    return trainer
+
+
+def train_online(trainer_class, stage: str, args: OnlineArguments, config, model_args: ModelConfig, out, world):
+    """Train the SFT policy with `trainer_class` (RLOOTrainer, GRPOTrainer) into `out`; judge what it saves."""
+    set_seed(config.seed)
+    clock = Stopwatch()
+    loaded = load_online(args, config, model_args)
+    tokenizer, prompts, held, reward = loaded["tokenizer"], loaded["prompts"], loaded["held"], loaded["reward"]
+    judging = load_judging(args)
+    trainer = build_online_trainer(trainer_class, stage, args, config, model_args, loaded)
     trainer.train(resume_from_checkpoint=last_checkpoint(out))
     trainer.save_model(str(out))
     trainer.save_state()
