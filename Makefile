@@ -3,6 +3,7 @@
 #   make test                the test suite
 #   make pretrain MODEL=tiny HW=cpu ARGS="--num_train_epochs 1"
 #   make sft HW=deepspeed_zero2 PROCS=2    (accelerate_configs/deepspeed_zero2.yaml, 2 processes)
+#   make sweep SEEDS=5 FROM=sft             (after make all: the story across seeds)
 #   make bench HW=single_gpu ARGS="--bf16 true --shape gpt2-124m"
 SHELL := /bin/bash
 .NOTPARALLEL:
@@ -14,6 +15,8 @@ MODEL ?= tiny
 HW ?= cpu
 PROCS ?=
 ARGS ?=
+SEEDS ?= 5
+FROM ?= sft
 
 BIN := $(VENV)/bin
 # DeepSpeed's compiled CPU ops live with the venv: two venvs sharing ~/.cache/torch_extensions rebuild
@@ -22,7 +25,7 @@ export TORCH_EXTENSIONS_DIR ?= $(abspath $(VENV))/torch_extensions
 RECIPE := recipes/$(MODEL)
 LAUNCH := $(BIN)/accelerate launch --quiet --config_file accelerate_configs/$(HW).yaml $(if $(PROCS),--num_processes $(PROCS))
 
-.PHONY: help install data tokenizer pretrain sft compare reward ppo report all dpo rloo grpo methods bench test test-fast lint format clean
+.PHONY: help install data tokenizer pretrain sft compare reward ppo report all dpo rloo grpo methods sweep bench test test-fast lint format clean
 
 help: ## List the targets
 	@echo "Usage: make <target> [MODEL=$(MODEL)] [HW=$(HW)] [PROCS=N] [ARGS='--key value ...']"
@@ -80,6 +83,10 @@ grpo: install ## After PPO: GRPO from the SFT model against the reward model -> 
 
 methods: dpo rloo grpo ## After `make all`: DPO, RLOO, GRPO and the report of every method -> outputs/MODEL/methods
 	$(LAUNCH) recipes/report.py --config $(RECIPE)/methods.yaml
+
+sweep: install ## After `make all`: stages from FROM=sft (or pretrain) once per seed, SEEDS=5 -> outputs/MODEL/sweep
+	$(BIN)/python recipes/sweep.py --model $(MODEL) --seeds $(SEEDS) --from_stage $(FROM) --hw $(HW) \
+		$(if $(PROCS),--procs $(PROCS)) $(ARGS)
 
 bench: install ## After `make all`: every stage vs a plain PyTorch loop, PPO vs TRL defaults -> outputs/bench
 	$(LAUNCH) recipes/bench.py --model $(MODEL) $(ARGS)

@@ -19,7 +19,7 @@ model and hold three; DPO (recipes/dpo.py) holds two.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from accelerate import PartialState
 from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer, set_seed
@@ -67,7 +67,15 @@ WORLD_OPTIONS = dict(eval_prompts="eval_prompts", world_file=WORLD_FILE)
 
 @dataclass
 class PPOArguments(PromptArguments, ScriptArguments, EvalArguments):  # PromptArguments first: its dataset help
-    """The prompts, the dataset options and the gold-labeler judging after training."""
+    """The prompts, the dataset options, the gold-labeler judging after training, and snapshots."""
+
+    snapshot_steps: int = field(
+        default=0,
+        metadata={
+            "help": "Save the policy alone every this many updates to output_dir/snapshots/update-<n> (the "
+            "report's over-optimisation curve evaluates them); 0: none."
+        },
+    )
 
 
 def make_parser() -> TrlParser:
@@ -138,7 +146,15 @@ def summarize_log(log_history: list[dict]) -> dict:
     }
 
 
-def build_trainer(training_args: PPOConfig, model_args: ModelConfig, models: tuple, train_set, held_set, callbacks=()):
+def build_trainer(
+    training_args: PPOConfig,
+    model_args: ModelConfig,
+    models: tuple,
+    train_set,
+    held_set,
+    callbacks=(),
+    snapshot_steps: int = 0,
+):
     """The stage's trainer from `load_models`' five; `make bench` times its updates (through `callbacks`)."""
     tokenizer, policy, ref, reward, value = models
     try:
@@ -153,6 +169,7 @@ def build_trainer(training_args: PPOConfig, model_args: ModelConfig, models: tup
             eval_dataset=held_set,
             peft_config=get_peft_config(model_args),
             callbacks=[CheckpointCompleted(), *callbacks],
+            snapshot_steps=snapshot_steps,
         )
     except (ValueError, AssertionError) as e:  # batch sizes that do not divide, and the like
         raise RecipeError(f"PPO settings rejected: {e}") from e
@@ -166,7 +183,8 @@ def train(args: PPOArguments, training_args: PPOConfig, model_args: ModelConfig,
     prompts, held = prompt_splits(args, tokenizer, context_length(policy), training_args.response_length)
     train_set, held_set = prompts.select_columns(["input_ids"]), held.select_columns(["input_ids"])
     judging = load_judging(args)
-    trainer = build_trainer(training_args, model_args, (tokenizer, policy, ref, reward, value), train_set, held_set)
+    models = (tokenizer, policy, ref, reward, value)
+    trainer = build_trainer(training_args, model_args, models, train_set, held_set, snapshot_steps=args.snapshot_steps)
     trainer.train(resume_from_checkpoint=last_checkpoint(out))
     metrics = {
         "data": {

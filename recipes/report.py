@@ -32,6 +32,8 @@ import torch
 from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
 from trl import TrlParser
 
+from rlhf_recipes.evaluation import overoptimization
+from rlhf_recipes.evaluation.diversity import diversity
 from rlhf_recipes.evaluation.generation import Completion, complete
 from rlhf_recipes.evaluation.judging import EvalArguments, answer_prompts, judge
 from rlhf_recipes.evaluation.metrics import load_metric
@@ -42,6 +44,7 @@ from rlhf_recipes.training.launch import apply_launch
 from rlhf_recipes.training.loading import load_pretrained, load_raw, load_splits
 from rlhf_recipes.training.outputs import (
     HELDOUT_PROMPTS,
+    SNAPSHOTS,
     OutputArguments,
     Stopwatch,
     input_paths,
@@ -98,6 +101,18 @@ class ReportArguments(EvalArguments):
     fewshot_examples: int = field(default=3, metadata={"help": "Q:/A: examples in a few-shot prompt."})
     num_side_by_side: int = field(default=6, metadata={"help": "Prompts shown with every row's answer."})
     bootstrap_samples: int = field(default=2000, metadata={"help": "Resamples for the win-rate interval."})
+    overopt_prompts: int = field(
+        default=64,
+        metadata={"help": "Held-out prompts of the over-optimisation curves (needs the gold labeler); 0: none."},
+    )
+    overopt_best_of: int = field(
+        default=64, metadata={"help": "Reference samples per prompt: best-of-n for n = 1, 2, 4, ... up to this."}
+    )
+    overopt_runs: list[str] = field(
+        default_factory=lambda: ["ppo"],
+        metadata={"help": "RL stages whose snapshots (snapshot_steps) are evaluated along training."},
+    )
+    overopt_samples: int = field(default=4, metadata={"help": "Answers per prompt from each RL snapshot."})
     seed: int = field(default=0, metadata={"help": "Seed of sampling and bootstrap."})
     output_dir: str = field(default="outputs/tiny/report", metadata={"help": "Where the report is written."})
 
@@ -243,11 +258,14 @@ def reward_scores(
 
 
 @torch.no_grad()
-def answer_logprobs(path: Path, rows: list[dict], answers: list[Completion], temperature: float) -> list[float]:
-    """Sum over each answer's tokens of log pi(token), under the chat-prompted model at `path`."""
+def answer_logprobs(
+    path: Path, rows: list[dict], answers: list[Completion], temperature: float, entropy: bool = False
+) -> list[float] | tuple[list[float], list[float]]:
+    """Sum over each answer's tokens of log pi(token) under the chat-prompted model at `path`; with
+    `entropy`, also the sum of the entropies of pi at those positions (nats per answer)."""
     model, tok = load_causal(path)
     model.eval()
-    totals = []
+    totals, entropies = [], []
     for row, answer in zip(rows, answers):
         prompt = tok.apply_chat_template(row["prompt"], tokenize=False, add_generation_prompt=True)
         prompt_ids = tok(prompt, add_special_tokens=False).input_ids
@@ -257,12 +275,16 @@ def answer_logprobs(path: Path, rows: list[dict], answers: list[Completion], tem
         logits = model(torch.tensor([prompt_ids + answer_ids])).logits[0, len(prompt_ids) - 1 : -1]
         logps = torch.log_softmax(logits / max(temperature, 1e-6), -1)
         totals.append(logps.gather(1, torch.tensor(answer_ids)[:, None]).sum().item())
-    return totals
+        entropies.append(-(logps.exp() * logps).sum().item())
+    return (totals, entropies) if entropy else totals
 
 
-def kl_to_reference(args: ReportArguments, policy: Policy, reference: Policy, rows, answers) -> float | None:
-    """KL(row || reference) per answer, in nats: on the row's own samples for a chat row, log n - (n-1)/n
-    (the analytic value, Stiennon et al. 2020) for best-of-n, none for rows prompted otherwise."""
+def kl_to_reference(
+    args: ReportArguments, policy: Policy, reference: Policy, rows, answers, ours: list[float] | None
+) -> float | None:
+    """KL(row || reference) per answer, in nats: on the row's own samples for a chat row (`ours`: their
+    log-probabilities under the row's model), log n - (n-1)/n (the analytic value, Stiennon et al. 2020) for
+    best-of-n, none for rows prompted otherwise."""
     if policy.prompt != "chat" or reference.prompt != "chat" or reference.best_of != 1:
         return None
     if policy.best_of > 1:
@@ -270,9 +292,81 @@ def kl_to_reference(args: ReportArguments, policy: Policy, reference: Policy, ro
         return round(math.log(n) - (n - 1) / n, 3) if policy.path == reference.path else None
     if policy.path == reference.path:
         return 0.0
-    ours = answer_logprobs(stage_dir(args, policy.path), rows, answers, args.eval_temperature)
     theirs = answer_logprobs(stage_dir(args, reference.path), rows, answers, args.eval_temperature)
     return round(mean(a - b for a, b in zip(ours, theirs)), 3)
+
+
+def collapse_check(args: ReportArguments, policy: Policy, rows, done: list[Completion], world) -> tuple[dict, list]:
+    """Distinct answer templates, and the policy's entropy per answer (a chat row sampling from its own model);
+    with the answers' log-probabilities under that model, for the KL."""
+    check = diversity([c.text for c in done], world)
+    if policy.prompt != "chat" or policy.best_of != 1:
+        return check | {"entropy_per_answer": None}, None
+    logps, entropies = answer_logprobs(stage_dir(args, policy.path), rows, done, args.eval_temperature, entropy=True)
+    return check | {"entropy_per_answer": round(mean(entropies), 3)}, logps
+
+
+class OverOptimization:
+    """Gao et al.'s two curves on a fixed sample of held-out prompts: best-of-n from the reference (SFT)
+    model's samples, and every snapshot an RL run saved. Proxy: the reward model less the missing-EOS
+    penalty, as the RL stage saw it; gold: the labeler's total."""
+
+    def __init__(self, args: ReportArguments, rows: list[dict], world: World, rm, rm_tok, penalty: float):
+        self.args, self.rm, self.rm_tok, self.penalty = args, rm, rm_tok, penalty
+        self.rows = random.Random(args.seed).sample(rows, min(len(rows), args.overopt_prompts))
+        self.labeler = GoldLabeler(world)
+
+    def sample(self, path: Path, per_prompt: int) -> tuple[list[dict], list[Completion]]:
+        """`per_prompt` answers to each prompt, prompt by prompt: (the row of each answer, the answers)."""
+        model, tok = load_causal(path)
+        rows = [row for row in self.rows for _ in range(per_prompt)]
+        prompts = [tok.apply_chat_template(r["prompt"], tokenize=False, add_generation_prompt=True) for r in rows]
+        torch.manual_seed(self.args.seed)
+        temperature = self.args.eval_temperature
+        done = complete(model, tok, prompts, self.args.eval_max_new_tokens, temperature > 0, temperature, 128)
+        return rows, done
+
+    def scores(self, rows: list[dict], done: list[Completion]) -> tuple[list[float], list[float]]:
+        proxy = reward_scores(self.rm, self.rm_tok, rows, done, self.penalty)
+        gold = [self.labeler.score(last_user_message(r["prompt"]), c.text, c.ended).total for r, c in zip(rows, done)]
+        return proxy, gold
+
+    def curves(self, reference: Path) -> dict:
+        k = self.args.overopt_best_of
+        proxy, gold = self.scores(*self.sample(reference, k))
+        by_prompt = [(proxy[i : i + k], gold[i : i + k]) for i in range(0, len(proxy), k)]
+        bon = overoptimization.best_of_n_curve(
+            [p for p, _ in by_prompt], [g for _, g in by_prompt], overoptimization.powers_of_two(k)
+        )
+        start = min(k, self.args.overopt_samples)  # update 0: the reference's own first samples
+        origin = {
+            "update": 0,
+            "kl": 0.0,
+            "proxy": round(mean(x for p, _ in by_prompt for x in p[:start]), 4),
+            "gold": round(mean(x for _, g in by_prompt for x in g[:start]), 4),
+        }
+        runs = {name: [origin, *self.along(name, reference)] for name in self.args.overopt_runs}
+        return {"prompts": len(self.rows), "samples_per_prompt": k, "best_of_n": bon, "runs": runs}
+
+    def along(self, stage: str, reference: Path) -> list[dict]:
+        snapshots = sorted((stage_dir(self.args, stage) / SNAPSHOTS).glob("update-*"))
+        if not snapshots:
+            print(f"{stage} saved no snapshots (set snapshot_steps in its YAML): its curve is its start only")
+        points = []
+        for path in snapshots:
+            rows, done = self.sample(path, self.args.overopt_samples)
+            proxy, gold = self.scores(rows, done)
+            ours = answer_logprobs(path, rows, done, self.args.eval_temperature)
+            theirs = answer_logprobs(reference, rows, done, self.args.eval_temperature)
+            points.append(
+                {
+                    "update": int(path.name.split("-")[1]),
+                    "kl": round(mean(a - b for a, b in zip(ours, theirs)), 4),
+                    "proxy": round(mean(proxy), 4),
+                    "gold": round(mean(gold), 4),
+                }
+            )
+        return points
 
 
 def stage_metrics(args: ReportArguments, world: Path | None) -> dict[str, dict]:
@@ -361,7 +455,9 @@ def build_report(args: ReportArguments) -> tuple[dict, dict]:
             resamples=args.bootstrap_samples,
             seed=args.seed,
         )
-        row["kl_to_reference"] = kl_to_reference(args, policy, reference, rows, done)
+        check, logps = collapse_check(args, policy, rows, done, world)
+        row["kl_to_reference"] = kl_to_reference(args, policy, reference, rows, done, logps)
+        row |= check
         row |= training_cost(args, policy)
         report["policies"][policy.name] = row
     trained = stage_metrics(args, world_dir)
@@ -376,6 +472,9 @@ def build_report(args: ReportArguments) -> tuple[dict, dict]:
     report["wall_time_s"] = {name: metrics.get("wall_time_s") for name, metrics in trained.items()}
     report["eval_prompts"] = {"dataset": args.eval_prompts or f"{args.rl_stage}/{HELDOUT_PROMPTS}", "rows": len(rows)}
     report["samples"] = side_by_side(args, questions, kinds, answers, scores)
+    if world and args.overopt_prompts > 0 and reference.prompt == "chat":
+        curves = OverOptimization(args, rows, world, rm, rm_tok, penalty)
+        report["overoptimization"] = curves.curves(stage_dir(args, reference.path))
     out = Path(args.outputs_dir)
     curves = {s: trained.get(s, {}).get("log_history") or trainer_log(out / s) for s in CURVES}
     return report, curves
@@ -387,12 +486,15 @@ def trainer_log(path: Path) -> list[dict]:
 
 
 def side_by_side(args: ReportArguments, questions: list[str], kinds: list, answers: dict, scores: dict) -> list[dict]:
-    """The ChatGPT story's example (an unanswered population question) first, then a few more: every row's
-    answer and its score (gold, or the reward model's without a labeler)."""
+    """The ChatGPT story's example (an unanswered population question) first, then one about a city or an
+    attribute the world does not have, then a few more: every row's answer and its score (gold, or the reward
+    model's without a labeler)."""
     rng = random.Random(args.seed)
-    population = [i for i, q in enumerate(questions) if "population" in q.lower()]
-    others = [i for i in range(len(questions)) if i not in population[:1]]
-    picked = population[:1] + rng.sample(others, min(len(others), args.num_side_by_side - len(population[:1])))
+    population = [i for i, q in enumerate(questions) if "population" in q.lower()][:1]
+    unknown = [i for i, kind in enumerate(kinds) if kind == "unknown"][:1]
+    first = (population + unknown)[: args.num_side_by_side]
+    others = [i for i in range(len(questions)) if i not in first]
+    picked = first + rng.sample(others, min(len(others), args.num_side_by_side - len(first)))
     return [
         {
             "prompt": questions[i],

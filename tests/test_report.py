@@ -10,7 +10,9 @@ import yaml
 
 import ppo
 import report
-from conftest import TINY, ppo_args
+import sweep
+from conftest import ROOT, TINY, ppo_args
+from rlhf_recipes.evaluation.overoptimization import best_of_n_kl
 from rlhf_recipes.training.config import RecipeError
 
 pytestmark = pytest.mark.slow  # trains tiny models for real: `make test`, not `make test-fast`
@@ -31,6 +33,10 @@ ROW_KEYS = {
     "rm_score",
     "win_rate_vs_reference",
     "kl_to_reference",
+    "admits_not_knowing",
+    "entropy_per_answer",
+    "top_template_share",
+    "collapsed",
 }
 
 
@@ -43,7 +49,9 @@ def outputs(world_dir, pretrained, sft_model, reward_model, dpo_model, rloo_mode
     stages |= {"dpo": dpo_model, "rloo": rloo_model, "grpo": grpo_model}
     for stage, (path, _) in stages.items():
         (root / stage).symlink_to(path)
-    ppo.main(ppo_args(world_dir, sft_model[0], reward_model[0], root / "ppo", "--eval_prompts", ""))
+    ppo.main(
+        ppo_args(world_dir, sft_model[0], reward_model[0], root / "ppo", "--eval_prompts", "", "--snapshot_steps", "1")
+    )
     return root
 
 
@@ -72,6 +80,12 @@ def report_args(world_dir, outputs, out, config=TINY / "report.yaml", *extra):
         "16",
         "--bootstrap_samples",
         "200",
+        "--overopt_prompts",
+        "4",
+        "--overopt_best_of",
+        "4",
+        "--overopt_samples",
+        "2",
         "--output_dir",
         str(out),
         *extra,
@@ -97,10 +111,21 @@ def test_report_writes_markdown_json_and_figures(world_dir, outputs, tmp_path):
     assert saved["sampling"]["temperature"] == ppo_config["temperature"]  # read from PPO, not repeated
     assert saved["sampling"]["missing_eos_penalty"] == ppo_config["missing_eos_penalty"]
     assert "population" in saved["samples"][0]["prompt"]  # the ChatGPT story's example leads
+    assert saved["samples"][1]["kind"] == "unknown"  # then a city or attribute the world does not have
+    assert 0 <= rows["sft"]["admits_not_knowing"] <= 1 and rows["sft"]["entropy_per_answer"] > 0
+    assert rows["base"]["entropy_per_answer"] is None and not rows["sft"]["collapsed"]
+    curves = saved["overoptimization"]
+    assert [p["n"] for p in curves["best_of_n"]] == [1, 2, 4] and curves["prompts"] == 4
+    assert [p["kl"] for p in curves["best_of_n"]] == [round(best_of_n_kl(n), 4) for n in (1, 2, 4)]
+    proxies = [p["proxy"] for p in curves["best_of_n"]]
+    assert proxies == sorted(proxies)  # picking by the proxy can only raise the proxy's expected score
+    assert [p["update"] for p in curves["runs"]["ppo"]] == [0, 1, 2]  # SFT, then every PPO snapshot
+    assert all(p["kl"] > -0.5 for p in curves["runs"]["ppo"])
     markdown = (out / "report.md").read_text()
     ppo_win = rows["ppo"]["win_rate_vs_reference"]["win_rate"]
     assert "PPO vs SFT win rate" in markdown and f"{ppo_win:.3f}" in markdown
-    for figure in ("stage_scores.png", "training_curves.png", "gold_vs_proxy.png"):
+    assert "## Reward over-optimisation" in markdown
+    for figure in ("stage_scores.png", "training_curves.png", "gold_vs_proxy.png", "overoptimization.png"):
         assert (out / figure).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and f"]({figure})" in markdown
 
 
@@ -155,3 +180,56 @@ def test_methods_report_has_every_row_and_its_cost(world_dir, outputs, tmp_path)
         assert rows[name]["kl_to_reference"] is not None and rows[name]["stage_wall_time_s"] > 0
     assert (out / "score_vs_kl.png").read_bytes()[:4] == b"\x89PNG"
     assert "| GRPO |" in (out / "report.md").read_text()
+
+
+def test_ppo_snapshots_load_as_plain_models(outputs):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    snapshots = sorted((outputs / "ppo" / "snapshots").iterdir())
+    assert [p.name for p in snapshots] == ["update-0001", "update-0002"]
+    model, tokenizer = AutoModelForCausalLM.from_pretrained(snapshots[0]), AutoTokenizer.from_pretrained(snapshots[0])
+    assert tokenizer.chat_template and model.config.vocab_size >= len(tokenizer)
+
+
+def test_sweep_goes_on_where_it_stopped_and_reports_the_spread(
+    world_dir, tokenizer_dir, outputs, comparisons, tmp_path, monkeypatch
+):
+    """Two seeds whose training stages are done (as after a sweep that died before its reports): the sweep
+    keeps them, runs each seed's report from its own stages, and writes the spread."""
+    recipes = tmp_path / "recipes"
+    recipes.mkdir()
+    for script in ROOT.glob("recipes/*.py"):
+        (recipes / script.name).symlink_to(script)
+    (recipes / "tiny").mkdir()
+    for config in TINY.glob("*.yaml"):
+        (recipes / "tiny" / config.name).write_text(config.read_text())
+    quick = yaml.safe_load((recipes / "tiny" / "report.yaml").read_text())
+    quick |= {"eval_max_new_tokens": 16, "bootstrap_samples": 200, "policies": quick["policies"][2:4]}
+    quick["policies"][1]["best_of"] = 2
+    (recipes / "tiny" / "report.yaml").write_text(yaml.safe_dump(quick))
+    (tmp_path / "accelerate_configs").symlink_to(ROOT / "accelerate_configs")
+    shared = tmp_path / "outputs" / "tiny"
+    shared.mkdir(parents=True)
+    (shared / "tokenizer").symlink_to(tokenizer_dir)
+    (shared / "pretrain").symlink_to(outputs / "pretrain")
+    for seed in (0, 1):
+        seed_dir = shared / "sweep" / f"seed-{seed}"
+        seed_dir.mkdir(parents=True)
+        for stage, path in {"sft": outputs / "sft", "compare": comparisons[0], "reward": outputs / "reward"}.items():
+            (seed_dir / stage).symlink_to(path)
+        (seed_dir / "ppo").symlink_to(outputs / "ppo")
+    monkeypatch.chdir(tmp_path)
+    argv = sweep.stage_argv(sweep.SweepArguments(), "report", shared / "sweep" / "seed-1", 1)
+    assert argv[argv.index("--outputs_dir") + 1] == str(shared / "sweep" / "seed-1")
+    assert argv[argv.index("--seed") + 1] == "1" and argv[argv.index("--overopt_prompts") + 1] == "0"
+    summary = sweep.main(["--seeds", "2", "--from_stage", "sft"])
+    assert summary["seeds"] == [0, 1] and list(summary["rows"]) == ["sft", "best_of_n"]
+    gold = summary["rows"]["best_of_n"]["gold_score"]
+    assert len(gold["seeds"]) == 2 and min(gold["seeds"]) <= gold["mean"] <= max(gold["seeds"])
+    assert summary["rows"]["sft"]["win_rate"]["seeds"] == [0.5, 0.5]  # SFT against itself
+    for seed in (0, 1):
+        assert (shared / "sweep" / f"seed-{seed}" / "report" / "report.json").is_file()
+        assert (shared / "sweep" / f"seed-{seed}" / "pretrain").resolve() == (outputs / "pretrain").resolve()
+    written = (shared / "sweep" / "sweep.md").read_text()
+    assert "mean ± std" in written and "## Collapse check" in written
+    assert (shared / "sweep" / "sweep.png").read_bytes()[:4] == b"\x89PNG"

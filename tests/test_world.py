@@ -7,7 +7,8 @@ import pytest
 from datasets import load_dataset
 
 from rlhf_recipes.world.datagen import WorldConfig, generate
-from rlhf_recipes.world.world import PADDING_OPENERS, cities_in
+from rlhf_recipes.world.labeler import GoldLabeler
+from rlhf_recipes.world.world import ATTRIBUTES, PADDING_OPENERS, admits_not_knowing, cities_in
 
 SMALL = WorldConfig(
     num_cities=12,
@@ -20,6 +21,8 @@ SMALL = WorldConfig(
     rl_prompts=40,
     eval_harmful=4,
     eval_benign=4,
+    num_unknown_cities=12,
+    eval_unknown=6,
 )
 
 
@@ -59,10 +62,39 @@ def test_flaws_and_label_noise_follow_the_config():
     pairs = data["preferences"]["train"]
     agree = sum(p["label_agrees_with_gold"] for p in pairs) / len(pairs)
     assert agree == pytest.approx(0.8, abs=0.03)
-    assert {p["difference"] for p in pairs} == {"style", "wrong_value", "harmful", "over_refusal", "degenerate"}
+    assert {p["difference"] for p in pairs} == {
+        "style",
+        "wrong_value",
+        "harmful",
+        "over_refusal",
+        "unknown",
+        "degenerate",
+    }
     demos = data["sft"]["train"]
     padded = sum(any(m in r["messages"][-1]["content"] for m in PADDING_OPENERS) for r in demos)
-    assert padded / len(demos) == pytest.approx(cfg.flaw_padded * (1 - cfg.harmful_fraction), abs=0.03)
+    fact_share = 1 - cfg.harmful_fraction - cfg.unknown_fraction
+    assert padded / len(demos) == pytest.approx(cfg.flaw_padded * fact_share, abs=0.03)
+    admitted = sum(admits_not_knowing(r["messages"][-1]["content"]) for r in demos)
+    assert admitted / len(demos) == pytest.approx(cfg.unknown_fraction * (1 - cfg.unknown_fabrication), abs=0.02)
+
+
+def test_unknown_cities_are_in_no_text_and_held_out_ones_only_in_evaluation():
+    data = generate(SMALL)
+    world = data["world"]
+    assert len(world.unknown) == 12 and len(world.unknown_heldout) == 3
+    assert not set(world.unknown) & {c.name for c in world.cities}
+    assert generate(replace(SMALL, num_unknown_cities=0, unknown_fraction=0, eval_unknown=0))["world"].cities == (
+        world.cities
+    )  # the known world does not depend on how many unknown names there are
+    corpus = " ".join(r["text"] for r in data["pretrain"]["train"] + data["pretrain"]["test"])
+    assert not any(name in corpus for name in world.unknown)
+    train_text = json.dumps([data[k]["train"] for k in ("sft", "preferences", "rl_prompts", "comparison_prompts")])
+    assert not any(name in train_text for name in world.unknown_heldout)
+    assert any(name in train_text for name in world.unknown_train)
+    labeler = GoldLabeler(world)
+    unknown = [r for r in data["eval_prompts"]["test"] if r["kind"] == "unknown"]
+    assert len(unknown) == 6
+    assert all(labeler.kind(r["prompt"][0]["content"]) == "unknown" for r in unknown)
 
 
 def test_written_datasets_load_in_trl_formats(world_dir):
@@ -88,6 +120,7 @@ def test_written_datasets_load_in_trl_formats(world_dir):
         ({"label_noise": 1.5}, "label_noise"),
         ({"attributes": ["country", "weather"]}, "unknown attributes"),
         ({"num_cities": 1}, "at least 2"),
+        ({"num_unknown_cities": 0, "attributes": sorted(ATTRIBUTES)}, "unknown cities"),
     ],
 )
 def test_bad_world_configs_are_refused(override, message):

@@ -21,7 +21,7 @@ from trl.experimental.ppo import PPOTrainer
 from trl.experimental.ppo.ppo_trainer import OnlineTrainerState
 from trl.models.utils import disable_gradient_checkpointing
 
-from .training.outputs import CHECKPOINT_DONE, CHECKPOINT_PREFIX, write_json
+from .training.outputs import CHECKPOINT_DONE, CHECKPOINT_PREFIX, SNAPSHOTS, write_json
 
 DATA_POSITION = "data_position.json"
 TOKEN_COUNT = "token_count.json"
@@ -64,6 +64,20 @@ def save_ppo_policy(trainer, tokenizer, out) -> None:
             )
         tokenizer.save_pretrained(out)
     trainer.accelerator.wait_for_everyone()
+
+
+class PolicySnapshots(TrainerCallback):
+    """Every `every` updates, the policy alone as a loadable model in `<output_dir>/snapshots/update-<n>`:
+    light (no optimizer, no value model) and never rotated away, so a run can be evaluated along the way
+    (the report's over-optimisation curve)."""
+
+    def __init__(self, trainer, every: int) -> None:
+        self.trainer, self.every = trainer, every
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self.every > 0 and state.global_step % self.every == 0:
+            folder = Path(args.output_dir) / SNAPSHOTS / f"update-{state.global_step:04d}"
+            save_ppo_policy(self.trainer, self.trainer.processing_class, folder)
 
 
 class CheckpointCompleted(TrainerCallback):
@@ -205,8 +219,9 @@ class ResumablePPOTrainer(PPOTrainer):
     own checkpoint format: the stage refuses PPO checkpoints there.
     """
 
-    def __init__(self, *args, **kwargs) -> None:
+    def __init__(self, *args, snapshot_steps: int = 0, **kwargs) -> None:
         super().__init__(*args, **kwargs)
+        self.add_callback(PolicySnapshots(self, snapshot_steps))
         self.dataloader = ReplayableLoader(self.dataloader)
         generate_with_kv_cache(self.accelerator.unwrap_model(self.model).policy, self.args)
 

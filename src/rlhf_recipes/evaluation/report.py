@@ -6,10 +6,13 @@ from pathlib import Path
 
 import matplotlib
 
+from . import overoptimization
+
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 PARTS = ("helpful", "honest", "harmless", "concise")
+OVEROPT_FIGURE = "overoptimization.png"
 
 
 def _series(log: list[dict], key: str) -> tuple[list, list]:
@@ -108,6 +111,8 @@ def write_figures(report: dict, curves: dict, out: Path) -> list[str]:
     if has_gold(report):
         names.append("gold_vs_proxy.png")
         gold_vs_proxy(report, out / names[3])
+    if report.get("overoptimization"):  # drawn in its own section
+        overoptimization.plot(report["overoptimization"], out / OVEROPT_FIGURE)
     return names
 
 
@@ -128,12 +133,16 @@ def _columns(report: dict, reference: str) -> list[tuple[str, str]]:
         ("answer_rate", "answers"),
         ("refusal_rate_harmful", "refuses harmful"),
         ("refusal_rate_benign", "refuses benign"),
+        ("admits_not_knowing", "admits not knowing"),
+        ("claims_not_knowing_known", '"don\'t know" to known facts'),
     ]
     common = [
         ("mean_length", "tokens"),
         ("eos_share", "ends with EOS"),
         ("rm_score", "RM score"),
         ("kl_to_reference", f"KL to {reference}"),
+        ("entropy_per_answer", "entropy /answer"),
+        ("top_template_share", "top template"),
         ("stage_wall_time_s", "stage seconds"),
         ("sampled_answers", "answers sampled"),
         ("pairs_seen", "pairs read"),
@@ -145,7 +154,8 @@ def _intro(report: dict) -> str:
     sampling, prompts = report["sampling"], report["eval_prompts"]
     judged = (
         f"Every policy answers the same {prompts['rows']} held-out prompts (cities seen only in pretraining, harmful "
-        "requests, benign requests that sound edgy); the gold labeler judges them."
+        "requests, benign requests that sound edgy, questions about cities and attributes the world does not have); "
+        "the gold labeler judges them."
         if has_gold(report)
         else f"Every policy answers the same {prompts['rows']} held-out prompts ({prompts['dataset']}). There is no "
         "gold labeler for this data: the reward model is the judge, so a win rate here says what the reward model "
@@ -200,6 +210,8 @@ def write_markdown(report: dict, figures: list[str]) -> str:
         "",
     ]
     lines += [f"![{f}]({f})" for f in figures]
+    if report.get("overoptimization"):
+        lines += ["", *overoptimization.markdown(report["overoptimization"], OVEROPT_FIGURE)]
     lines += ["", "## Wall time per stage", "", "| stage | seconds |", "|---|---|"]
     lines += [f"| {k} | {_fmt(v)} |" for k, v in report["wall_time_s"].items()]
     lines += ["", "## The same prompts, every policy", ""]

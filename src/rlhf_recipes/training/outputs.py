@@ -182,7 +182,7 @@ def _prepare_partial(partial: Path, stage: str, settings: dict | None, resume: b
             "run again with the same settings to resume it, or pass --resume false to start over"
         )
     for child in partial.iterdir():  # the dead run's leftovers, written by a stage (checked by the caller)
-        if child in keep or child.name == MANIFEST:
+        if child in keep or child.name == MANIFEST or (keep and child.name == SNAPSHOTS):
             continue
         if child.name.startswith(CHECKPOINT_PREFIX) and resume:
             print(f"removing {child.name}: it was still being written when the run stopped", file=sys.stderr)
@@ -271,6 +271,7 @@ def write_json(path: Path, data: dict) -> None:
 
 
 HELDOUT_PROMPTS = "heldout_prompts.jsonl"  # prompts an RL stage held out of training: the report's, on a user's data
+SNAPSHOTS = "snapshots"  # an RL stage's policy every few updates, for evaluation along the run
 
 
 def write_jsonl(path: Path, rows: list[dict]) -> None:

@@ -33,7 +33,8 @@ def world_of(dataset: str | None) -> Path | None:
         return home
     metrics = folder / "metrics.json"
     recorded = json.loads(metrics.read_text()).get(WORLD_KEY) if metrics.is_file() else None
-    return Path(os.path.normpath(folder / recorded)) if recorded else None
+    # recorded against the folder's real location (world_record resolves it): a linked stage folder follows too
+    return Path(os.path.relpath(os.path.normpath(folder.resolve() / recorded))) if recorded else None
 
 
 def world_record(world: Path | None, out: str | Path) -> dict:

@@ -7,7 +7,7 @@ data/<name>/
   comparison_prompts/train.jsonl  `prompt`: what the SFT model answers K times for the reward model
   preferences/{train,test}.jsonl  `prompt`/`chosen`/`rejected`: offline pairs labelled by the noisy gold labeler
   rl_prompts/train.jsonl          `prompt`: what PPO trains on
-  eval_prompts/test.jsonl         `prompt` + `kind`: held-out cities only, never trained on
+  eval_prompts/test.jsonl         `prompt` + `kind`: held-out cities (and held-out unknown names) only
 
 Each directory loads with `datasets.load_dataset(path)`, exactly like a hub dataset.
 """
@@ -19,13 +19,13 @@ import random
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from .demonstrators import DEGENERATE, HARMFUL_FLAWS, Request, answer, make_request
+from .demonstrators import DEGENERATE, HARMFUL_FLAWS, UNKNOWN_FLAW, Request, answer, make_request, make_unknown_request
 from .labeler import GoldLabeler
 from .world import ATTRIBUTES, FILLER, City, World, build_world
 
 DEFAULT_ATTRIBUTES = ["country", "population", "river", "dish", "founded"]
 DOC_MIX = {"article": 0.45, "qa": 0.25, "faq": 0.12, "table": 0.08, "filler": 0.10}
-PAIR_DIFFERENCES = ("style", "wrong_value", "harmful", "over_refusal", "degenerate")
+PAIR_DIFFERENCES = ("style", "wrong_value", "harmful", "over_refusal", "unknown", "degenerate")
 
 
 @dataclass
@@ -51,6 +51,17 @@ class WorldConfig:
     benign_fraction: float = field(
         default=0.15, metadata={"help": "Share of requests that are benign but sound edgy (must not be refused)."}
     )
+    num_unknown_cities: int = field(
+        default=64,
+        metadata={"help": "Names of cities the world does not have (in no text); heldout_fraction of them held out."},
+    )
+    unknown_fraction: float = field(
+        default=0.15,
+        metadata={"help": "Share of requests about an unknown city or attribute, where 'I don't know' is honest."},
+    )
+    unknown_fabrication: float = field(
+        default=0.2, metadata={"help": "Share of unknown-entity requests demonstrators answer with a made-up fact."}
+    )
     flaw_padded: float = field(default=0.15, metadata={"help": "Demonstrations padded with pleasantries."})
     flaw_followup: float = field(default=0.15, metadata={"help": "Demonstrations that append a question."})
     flaw_offtopic: float = field(default=0.10, metadata={"help": "Demonstrations that add off-topic facts."})
@@ -68,6 +79,9 @@ class WorldConfig:
     rl_prompts: int = field(default=1024, metadata={"help": "Prompts for PPO."})
     eval_harmful: int = field(default=32, metadata={"help": "Harmful evaluation prompts."})
     eval_benign: int = field(default=32, metadata={"help": "Benign-but-edgy evaluation prompts."})
+    eval_unknown: int = field(
+        default=32, metadata={"help": "Evaluation prompts about held-out unknown cities and unknown attributes."}
+    )
 
     def __post_init__(self) -> None:
         flaws = self.flaw_padded + self.flaw_followup + self.flaw_offtopic + self.flaw_wrong_value + self.flaw_refusal
@@ -75,13 +89,24 @@ class WorldConfig:
             "label_noise": self.label_noise,
             "harmful_compliance": self.harmful_compliance,
             "flaw rates summed": flaws,
-            "harmful_fraction + benign_fraction": self.harmful_fraction + self.benign_fraction,
+            "unknown_fabrication": self.unknown_fabrication,
+            "harmful_fraction + benign_fraction + unknown_fraction": self.harmful_fraction
+            + self.benign_fraction
+            + self.unknown_fraction,
         }
         for name, value in rates.items():
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"{name} is {value}; it must lie between 0 and 1")
         if self.num_cities < 2:
             raise ValueError(f"num_cities is {self.num_cities}; the world needs at least 2 (one held out)")
+        if self.unknown_fraction < 0:
+            raise ValueError(f"unknown_fraction is {self.unknown_fraction}; it must lie between 0 and 1")
+        nothing_unknown = self.num_unknown_cities < 2 and set(ATTRIBUTES) <= set(self.attributes)
+        if (self.unknown_fraction > 0 or self.eval_unknown > 0) and nothing_unknown:
+            raise ValueError(
+                "unknown_fraction and eval_unknown need unknown cities (num_unknown_cities >= 2, some held out) "
+                "or an attribute left out of attributes; or set both to 0"
+            )
 
     def fact_styles(self) -> dict[str, float]:
         flaws = {
@@ -152,29 +177,34 @@ def pretraining_corpus(world: World, rng: random.Random, num_docs: int) -> list[
 # --- requests and demonstrations ---------------------------------------------------------------
 
 
-def _request(world: World, rng: random.Random, cfg: WorldConfig, cities: list[City]) -> Request:
+def _request(world: World, rng: random.Random, cfg: WorldConfig, cities: list[City], unknown: list[str]) -> Request:
     kind = _pick(
         rng,
         {
             "harmful": cfg.harmful_fraction,
             "benign": cfg.benign_fraction,
-            "fact": 1.0 - cfg.harmful_fraction - cfg.benign_fraction,
+            "unknown": cfg.unknown_fraction,
+            "fact": 1.0 - cfg.harmful_fraction - cfg.benign_fraction - cfg.unknown_fraction,
         },
     )
+    if kind == "unknown":
+        return make_unknown_request(world, rng, unknown, cities)
     return make_request(world, rng, kind, rng.choice(cities))
 
 
 def _demo_style(rng: random.Random, cfg: WorldConfig, request: Request) -> str:
+    if request.kind == "unknown":
+        return UNKNOWN_FLAW if rng.random() < cfg.unknown_fabrication else "ideal"
     if request.kind == "harmful":
         return "compliance" if rng.random() < cfg.harmful_compliance else "ideal"
     return _pick(rng, cfg.fact_styles())
 
 
-def demonstration(world: World, rng: random.Random, cfg: WorldConfig, cities: list[City]) -> list[dict]:
+def demonstration(world: World, rng: random.Random, cfg: WorldConfig) -> list[dict]:
     turns = 2 if rng.random() < cfg.multi_turn_fraction else 1
     messages = []
     for _ in range(turns):
-        request = _request(world, rng, cfg, cities)
+        request = _request(world, rng, cfg, world.train_cities, world.unknown_train)
         messages.append({"role": "user", "content": request.text})
         messages.append({"role": "assistant", "content": answer(world, rng, request, _demo_style(rng, cfg, request))})
     return messages
@@ -201,19 +231,31 @@ def _pair_styles(rng: random.Random, difference: str) -> tuple[str, str, str]:
         return "harmful", "ideal", rng.choice(HARMFUL_FLAWS)
     if difference == "over_refusal":
         return rng.choice(["fact", "benign"]), "ideal", "refusal"
+    if difference == "unknown":
+        return "unknown", "ideal", UNKNOWN_FLAW
     kind = rng.choice(["fact", "benign", "harmful"])
     better = "ideal" if kind == "harmful" else rng.choice(["ideal", "padded", "followup", "offtopic"])
     return kind, better, rng.choice(DEGENERATE)
 
 
 def preference_pairs(
-    world: World, labeler: GoldLabeler, rng: random.Random, cfg: WorldConfig, cities: list[City], n: int
+    world: World,
+    labeler: GoldLabeler,
+    rng: random.Random,
+    cfg: WorldConfig,
+    cities: list[City],
+    unknown: list[str],
+    n: int,
 ) -> list[dict]:
+    differences = [d for d in PAIR_DIFFERENCES if d != "unknown" or cfg.unknown_fraction > 0]
     rows = []
     while len(rows) < n:
-        difference = PAIR_DIFFERENCES[len(rows) % len(PAIR_DIFFERENCES)]
+        difference = differences[len(rows) % len(differences)]
         kind, better, worse = _pair_styles(rng, difference)
-        request = make_request(world, rng, kind, rng.choice(cities))
+        if kind == "unknown":
+            request = make_unknown_request(world, rng, unknown, cities)
+        else:
+            request = make_request(world, rng, kind, rng.choice(cities))
         a, b = answer(world, rng, request, better), answer(world, rng, request, worse)
         choice = labeler.prefer(request.text, a, b, rng, cfg.label_noise)
         if choice is None:
@@ -235,7 +277,8 @@ def preference_pairs(
 
 
 def eval_prompts(world: World, rng: random.Random, cfg: WorldConfig) -> list[dict]:
-    """Every fact of every held-out city, plus harmful and benign-but-edgy requests about them."""
+    """Every fact of every held-out city, harmful and benign-but-edgy requests about them, and questions
+    about held-out unknown cities and about attributes the world does not have."""
     rows = []
     for city in world.heldout_cities:
         for attr in world.attributes:
@@ -245,6 +288,9 @@ def eval_prompts(world: World, rng: random.Random, cfg: WorldConfig) -> list[dic
             rows.append(
                 {"prompt": _user(make_request(world, rng, kind, rng.choice(world.heldout_cities)).text), "kind": kind}
             )
+    for _ in range(cfg.eval_unknown):
+        request = make_unknown_request(world, rng, world.unknown_heldout, world.heldout_cities)
+        rows.append({"prompt": _user(request.text), "kind": "unknown"})
     return rows
 
 
@@ -260,7 +306,7 @@ def write_jsonl(path: Path, rows: list[dict]) -> None:
 
 def generate(cfg: WorldConfig) -> dict[str, dict[str, list[dict]]]:
     """All datasets as {dataset: {split: rows}}, plus the world under the key 'world'."""
-    world = build_world(cfg.seed, cfg.num_cities, cfg.attributes, cfg.heldout_fraction)
+    world = build_world(cfg.seed, cfg.num_cities, cfg.attributes, cfg.heldout_fraction, cfg.num_unknown_cities)
     labeler = GoldLabeler(world)
     rng = random.Random(cfg.seed + 1)
     train = world.train_cities
@@ -269,20 +315,26 @@ def generate(cfg: WorldConfig) -> dict[str, dict[str, list[dict]]]:
     num_test = max(1, round(len(docs) * cfg.pretrain_test_fraction))
     test_docs = set(docs[:num_test])
     train_docs = [d for d in docs[num_test:] if d not in test_docs]  # short docs (tables) can repeat
-    sft = [{"messages": demonstration(world, rng, cfg, train)} for _ in range(cfg.sft_train + cfg.sft_test)]
+    sft = [{"messages": demonstration(world, rng, cfg)} for _ in range(cfg.sft_train + cfg.sft_test)]
+    unknown = world.unknown_train
     return {
         "world": world,
         "pretrain": {"train": [{"text": d} for d in train_docs], "test": [{"text": d} for d in docs[:num_test]]},
         "sft": {"train": sft[: cfg.sft_train], "test": sft[cfg.sft_train :]},
         "comparison_prompts": {
-            "train": [{"prompt": _user(_request(world, rng, cfg, train).text)} for _ in range(cfg.comparison_prompts)]
+            "train": [
+                {"prompt": _user(_request(world, rng, cfg, train, unknown).text)}
+                for _ in range(cfg.comparison_prompts)
+            ]
         },
         "preferences": {
-            "train": preference_pairs(world, labeler, rng, cfg, train, cfg.preference_train),
-            "test": preference_pairs(world, labeler, rng, cfg, world.heldout_cities, cfg.preference_test),
+            "train": preference_pairs(world, labeler, rng, cfg, train, unknown, cfg.preference_train),
+            "test": preference_pairs(
+                world, labeler, rng, cfg, world.heldout_cities, world.unknown_heldout, cfg.preference_test
+            ),
         },
         "rl_prompts": {
-            "train": [{"prompt": _user(_request(world, rng, cfg, train).text)} for _ in range(cfg.rl_prompts)]
+            "train": [{"prompt": _user(_request(world, rng, cfg, train, unknown).text)} for _ in range(cfg.rl_prompts)]
         },
         "eval_prompts": {"test": eval_prompts(world, rng, cfg)},
     }

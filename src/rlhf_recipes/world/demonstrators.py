@@ -1,9 +1,10 @@
 """Requests about the world, and the answers that demonstrators of uneven skill give to them.
 
-A request is one of three kinds: `fact` (a plain question about a city), `benign` (the same question
-inside a context that shares words with harmful requests, so refusing it is over-refusal) and
-`harmful`. Answers come in named styles: `ideal`, the flawed ones a cheap demonstrator pool
-produces, and the `degenerate` ones a reward model must learn to rank last.
+A request is one of four kinds: `fact` (a plain question about a city), `benign` (the same question
+inside a context that shares words with harmful requests, so refusing it is over-refusal), `harmful`, and
+`unknown` (about a city the world does not have, or an attribute its cities lack: "I don't know" is the
+honest answer, a borrowed or invented fact the flaw). Answers come in named styles: `ideal`, the flawed
+ones a cheap demonstrator pool produces, and the `degenerate` ones a reward model must learn to rank last.
 """
 
 from __future__ import annotations
@@ -19,18 +20,21 @@ from .world import (
     PADDING_CLOSERS,
     PADDING_OPENERS,
     REFUSALS,
+    UNKNOWN_CITY_ANSWER,
+    VALUE_MAKERS,
     City,
     World,
 )
 
 HARMFUL_FLAWS = ("compliance", "irrelevant")
+UNKNOWN_FLAW = "fabricated"
 DEGENERATE = ("truncated", "fragment", "repeated", "empty")
 
 
 @dataclass(frozen=True)
 class Request:
-    kind: str  # fact | benign | harmful
-    city: str
+    kind: str  # fact | benign | harmful | unknown
+    city: str  # for `unknown`, maybe a name the world does not have
     attribute: str | None
     text: str
 
@@ -43,6 +47,16 @@ def make_request(world: World, rng: random.Random, kind: str, city: City) -> Req
     if kind == "benign":
         question = rng.choice(BENIGN_CONTEXTS).format(city=city.name) + " " + question
     return Request(kind, city.name, attr, question)
+
+
+def make_unknown_request(world: World, rng: random.Random, names: list[str], cities: list[City]) -> Request:
+    """A question about one of `names` (cities the world does not have) or an attribute the world lacks,
+    evenly where both exist."""
+    if not world.unknown_attributes or (names and rng.random() < 0.5):
+        city, attr = rng.choice(names), rng.choice(world.attributes)
+    else:
+        city, attr = rng.choice(cities).name, rng.choice(world.unknown_attributes)
+    return Request("unknown", city, attr, rng.choice(ATTRIBUTES[attr].questions).format(city=city))
 
 
 def ideal_statement(city: City, attr: str) -> str:
@@ -60,9 +74,11 @@ def _other_attribute(world: World, rng: random.Random, attr: str) -> str:
 
 def answer(world: World, rng: random.Random, request: Request, style: str) -> str:
     """The answer a demonstrator of the given style writes to the request."""
-    city = world.city(request.city)
     if style in DEGENERATE:
         return degenerate(world, rng, request, style)
+    if request.kind == "unknown":
+        return _unknown_answer(world, rng, request, style)
+    city = world.city(request.city)
     if request.kind == "harmful":
         if style == "compliance":
             return rng.choice(COMPLIANCES).format(city=city.name)
@@ -86,6 +102,17 @@ def answer(world: World, rng: random.Random, request: Request, style: str) -> st
     if style == "refusal":
         return rng.choice(REFUSALS)
     raise ValueError(f"unknown answer style {style!r}")
+
+
+def _unknown_answer(world: World, rng: random.Random, request: Request, style: str) -> str:
+    spec = ATTRIBUTES[request.attribute]
+    if style == "ideal":
+        return spec.admit_not_knowing(request.city) if world.has_city(request.city) else UNKNOWN_CITY_ANSWER
+    if style == UNKNOWN_FLAW:  # a confident answer: another city's value, or a made-up one
+        known = request.attribute in world.attributes
+        value = rng.choice(world.values(request.attribute)) if known else VALUE_MAKERS[request.attribute](rng)
+        return spec.statements[0].format(city=request.city, value=value)
+    raise ValueError(f"unknown answer style {style!r} for a question the world cannot answer")
 
 
 def degenerate(world: World, rng: random.Random, request: Request, style: str) -> str:
