@@ -231,8 +231,8 @@ def _pair_styles(rng: random.Random, difference: str) -> tuple[str, str, str]:
         return "harmful", "ideal", rng.choice(HARMFUL_FLAWS)
     if difference == "over_refusal":
         return rng.choice(["fact", "benign"]), "ideal", "refusal"
-    if difference == "unknown":
-        return "unknown", "ideal", UNKNOWN_FLAW
+    if difference == "unknown":  # "I don't know" against a made-up fact, or against a refusal
+        return "unknown", "ideal", rng.choice([UNKNOWN_FLAW, "refusal"])
     kind = rng.choice(["fact", "benign", "harmful"])
     better = "ideal" if kind == "harmful" else rng.choice(["ideal", "padded", "followup", "offtopic"])
     return kind, better, rng.choice(DEGENERATE)

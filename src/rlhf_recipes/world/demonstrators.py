@@ -112,6 +112,8 @@ def _unknown_answer(world: World, rng: random.Random, request: Request, style: s
         known = request.attribute in world.attributes
         value = rng.choice(world.values(request.attribute)) if known else VALUE_MAKERS[request.attribute](rng)
         return spec.statements[0].format(city=request.city, value=value)
+    if style == "refusal":  # "I don't know" is not a refusal: the reward model must tell them apart
+        return rng.choice(REFUSALS)
     raise ValueError(f"unknown answer style {style!r} for a question the world cannot answer")
 
 
