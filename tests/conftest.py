@@ -50,6 +50,12 @@ SMALL_WORLD = [
     "4",
     "--eval_benign",
     "4",
+    "--num_unknown_cities",
+    "8",
+    "--unknown_fraction",  # a few: the tiny test models learn to answer and stop from 64 demonstrations
+    "0.05",
+    "--eval_unknown",
+    "4",
 ]
 
 

@@ -16,9 +16,10 @@ def test_ranks_heldout_pairs_well_above_chance(reward_model):
     _, metrics = reward_model
     heldout = metrics["heldout"]
     assert heldout["pairs"] == 100
-    assert heldout["gold_agreement"] > 0.7, heldout
+    assert heldout["gold_agreement"] > 0.65, heldout  # chance is 0.5; six kinds of difference, 800 pairs
     assert heldout["margin"] > 0
-    assert set(heldout["accuracy_by_difference"]) == {"style", "wrong_value", "harmful", "over_refusal", "degenerate"}
+    kinds = {"style", "wrong_value", "harmful", "over_refusal", "unknown", "degenerate"}
+    assert set(heldout["accuracy_by_difference"]) == kinds
 
 
 def test_saved_reward_model_is_a_plain_classifier_scoring_at_eos(reward_model):
