@@ -4,6 +4,7 @@
 #   make pretrain MODEL=tiny HW=cpu ARGS="--num_train_epochs 1"
 #   make sft HW=deepspeed_zero2 PROCS=2    (accelerate_configs/deepspeed_zero2.yaml, 2 processes)
 #   make sweep SEEDS=5 FROM=sft             (after make all: the story across seeds)
+#   make chat STAGE=sft                     (after make all: talk to a stage; make serve: all of them, in the browser)
 #   make bench HW=single_gpu ARGS="--bf16 true --shape gpt2-124m"
 SHELL := /bin/bash
 .NOTPARALLEL:
@@ -17,15 +18,19 @@ PROCS ?=
 ARGS ?=
 SEEDS ?= 5
 FROM ?= sft
+STAGE ?= ppo
+PORT ?=
 
 BIN := $(VENV)/bin
+# chat.yaml / serve.yaml: the model's own, else the tiny one's rows over outputs/MODEL
+TALK = $(or $(wildcard $(RECIPE)/$(1).yaml),recipes/tiny/$(1).yaml --outputs_dir outputs/$(MODEL))
 # DeepSpeed's compiled CPU ops live with the venv: two venvs sharing ~/.cache/torch_extensions rebuild
 # each other's ops (~1 min each time)
 export TORCH_EXTENSIONS_DIR ?= $(abspath $(VENV))/torch_extensions
 RECIPE := recipes/$(MODEL)
 LAUNCH := $(BIN)/accelerate launch --quiet --config_file accelerate_configs/$(HW).yaml $(if $(PROCS),--num_processes $(PROCS))
 
-.PHONY: help install data tokenizer pretrain sft compare reward ppo report all dpo rloo grpo methods sweep bench test test-fast lint format clean
+.PHONY: help install data tokenizer pretrain sft compare reward ppo report all dpo rloo grpo methods sweep chat serve dashboard bench test test-fast lint format clean
 
 help: ## List the targets
 	@echo "Usage: make <target> [MODEL=$(MODEL)] [HW=$(HW)] [PROCS=N] [ARGS='--key value ...']"
@@ -87,6 +92,15 @@ methods: dpo rloo grpo ## After `make all`: DPO, RLOO, GRPO and the report of ev
 sweep: install ## After `make all`: stages from FROM=sft (or pretrain) once per seed, SEEDS=5 -> outputs/MODEL/sweep
 	$(BIN)/python recipes/sweep.py --model $(MODEL) --seeds $(SEEDS) --from_stage $(FROM) --hw $(HW) \
 		$(if $(PROCS),--procs $(PROCS)) $(ARGS)
+
+chat: install ## After `make all`: talk to a stage in the terminal, STAGE=ppo (any stage, or a model folder)
+	$(BIN)/python recipes/chat.py --config $(call TALK,chat) --stage $(STAGE) $(ARGS)
+
+serve: install ## After `make all`: one prompt, every stage side by side in the browser -> http://127.0.0.1:PORT (8000)
+	$(BIN)/python recipes/serve.py --config $(call TALK,serve) --port $(or $(PORT),8000) $(ARGS)
+
+dashboard: install ## Every stage's training curves in TensorBoard -> http://127.0.0.1:PORT (6006)
+	$(BIN)/tensorboard --logdir outputs/$(MODEL) --host 127.0.0.1 --port $(or $(PORT),6006)
 
 bench: install ## After `make all`: every stage vs a plain PyTorch loop, PPO vs TRL defaults -> outputs/bench
 	$(LAUNCH) recipes/bench.py --model $(MODEL) $(ARGS)

@@ -150,6 +150,8 @@ def train(args: DPOArguments, config: DPOConfig, model_args: ModelConfig, out, w
         "The SFT model trained with Direct Preference Optimization on ranked answer pairs, the SFT model as "
         "reference (rlhf-recipes). Prompt it with the chat template.",
         {"heldout_accuracy": metrics["heldout"]["accuracy"], **metrics},
+        base_model=model_args.model_name_or_path,
+        datasets=[args.dataset_name],
     )
     return metrics
 

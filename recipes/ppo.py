@@ -213,6 +213,8 @@ def train(args: PPOArguments, training_args: PPOConfig, model_args: ModelConfig,
         "The SFT model trained with PPO against the reward model, with a KL "
         "penalty to the SFT model (rlhf-recipes stage 4). Prompt it with the chat template.",
         metrics,
+        base_model=training_args.sft_model_path,
+        datasets=[args.dataset_name],
     )
     return metrics
 

@@ -191,6 +191,8 @@ def train(args: PretrainArguments, training_args: TrainingArguments, out, world)
         f"({len(splits[args.dataset_train_split])} blocks of {args.context_length} tokens). "
         "It continues text; it does not follow instructions.",
         metrics,
+        base_model=args.model_name_or_path,
+        datasets=[args.dataset_name],
     )
     return metrics
 

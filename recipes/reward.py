@@ -223,6 +223,8 @@ def train(args: RewardArguments, training_args: RewardConfig, model_args: ModelC
         {"heldout_accuracy": metrics.get("heldout", {}).get("accuracy"), **metrics},
         load_with="`AutoModelForSequenceClassification.from_pretrained` (one output: the reward, read at the last "
         "real token of prompt + answer in the chat template)",
+        base_model=model_args.model_name_or_path,
+        datasets=[args.dataset_name],
     )
     return metrics
 

@@ -234,6 +234,8 @@ def train(args: SFTArguments, training_args: SFTConfig, model_args: ModelConfig,
         "Supervised fine-tuning of the base model on assistant demonstrations "
         "(rlhf-recipes stage 2). Prompt it with the tokenizer's chat template.",
         {**metrics, **{f"sft_{k}": v for k, v in after.items()}},
+        base_model=model_args.model_name_or_path,
+        datasets=[args.dataset_name, args.replay_dataset if args.replay_fraction > 0 else None],
     )
     return metrics
 

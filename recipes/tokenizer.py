@@ -91,6 +91,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
             "distinct EOS and PAD tokens and the repo's chat template.",
             metrics,
             load_with="`AutoTokenizer.from_pretrained`",
+            datasets=[args.dataset_name],
         )
         write_json(Path(out) / "metrics.json", metrics)
     print(f"tokenizer: {metrics} -> {args.output_dir}")

@@ -302,6 +302,14 @@ def ppo_args(world_dir: Path, sft_dir: Path, reward_dir: Path, out: Path, *extra
     ]
 
 
+@pytest.fixture(scope="session")
+def ppo_model(world_dir, sft_model, reward_model, tmp_path_factory) -> tuple[Path, dict]:
+    import ppo
+
+    out = tmp_path_factory.mktemp("outputs") / "ppo"
+    return out, ppo.main(ppo_args(world_dir, sft_model[0], reward_model[0], out))
+
+
 def online_args(method: str, world_dir: Path, sft_dir: Path, reward_dir: Path, out: Path, *extra: str) -> list[str]:
     """The tiny recipe's RLOO or GRPO YAML on the small world: two steps of 4 prompts x 2 answers."""
     return [

@@ -43,6 +43,10 @@ def test_pretraining_on_two_processes(world_dir, tokenizer_dir, tmp_path):
     metrics = finished(launch("multi_cpu", "pretrain.py", *args), out)
     assert_ranks_agree_with_the_saved_model(metrics, AutoModelForCausalLM.from_pretrained(out))
     assert metrics["trained_tokens"] == 10 * 2 * 8 * 128  # steps x ranks x per-device batch x context
+    launched = "accelerate launch --config_file accelerate_configs/multi_cpu.yaml --main_process_port"
+    assert f"\n{launched} " in (out / "README.md").read_text()  # the card's command is the launcher's
+    writers = {p.name.split(".")[-2] for p in (out / "runs").glob("*/events.out.tfevents.*")}  # ...<pid>.<n>
+    assert len(writers) == 1  # one process (rank 0) draws the curves
 
 
 def test_sft_on_two_processes_splits_the_data(world_dir, pretrained, tmp_path):

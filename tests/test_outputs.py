@@ -1,15 +1,22 @@
-"""A stage never deletes what the project did not write, and two runs never write the same output at once."""
+"""A stage never deletes what the project did not write, two runs never write the same output at once, and
+what a stage writes says how it was made."""
 
 import fcntl
+import json
 import os
 import subprocess
+import sys
+from types import SimpleNamespace
 
 import pytest
+import yaml
 
 import tokenizer
 from conftest import ROOT, TINY, run_cli
+from rlhf_recipes.training import launch
 from rlhf_recipes.training.config import RecipeError
-from rlhf_recipes.training.outputs import MANIFEST
+from rlhf_recipes.training.launch import command_line
+from rlhf_recipes.training.outputs import MANIFEST, write_model_card
 
 
 def tokenizer_args(world_dir, out, *extra):
@@ -107,3 +114,54 @@ def test_make_with_an_output_dir_holding_user_files_keeps_them(tmp_path):
     )
     assert result.returncode != 0 and "did not write" in result.stderr, result.stderr[-2000:]
     assert (tmp_path / "notes.txt").read_text() == "keep me"
+
+
+def card(out) -> tuple[dict, str]:
+    front, body = (out / "README.md").read_text().split("---\n")[1:3]
+    return yaml.safe_load(front), body
+
+
+def test_the_card_names_hub_repos_in_its_metadata_and_everything_in_its_text(tmp_path, monkeypatch):
+    monkeypatch.setattr(sys, "argv", ["recipes/sft.py", "--config", "recipes/tiny/sft.yaml"])
+    monkeypatch.delenv("ACCELERATE_MIXED_PRECISION", raising=False)
+    local = tmp_path / "pairs"
+    local.mkdir()
+    datasets = ["trl-lib/ultrafeedback_binarized@main", str(local), "data/*.jsonl", None]
+    write_model_card(tmp_path, "SFT model", "...", {"loss": 1.5}, base_model="Qwen/Qwen2.5-0.5B", datasets=datasets)
+    meta, body = card(tmp_path)
+    assert meta["base_model"] == "Qwen/Qwen2.5-0.5B" and meta["datasets"] == ["trl-lib/ultrafeedback_binarized"]
+    assert meta["library_name"] == "transformers" and meta["tags"] == ["rlhf-recipes"]
+    assert "- base model: `Qwen/Qwen2.5-0.5B`" in body
+    assert f"- datasets: `trl-lib/ultrafeedback_binarized@main`, `{local}`, `data/*.jsonl`" in body
+    assert "```bash\npython recipes/sft.py --config recipes/tiny/sft.yaml\n```" in body and "| loss | 1.5 |" in body
+
+
+def test_a_local_base_model_is_named_in_the_text_only(tmp_path):
+    write_model_card(tmp_path, "SFT model", "...", {}, base_model=str(tmp_path), datasets=[str(tmp_path)])
+    meta, body = card(tmp_path)
+    assert "base_model" not in meta and "datasets" not in meta
+    assert f"- base model: `{tmp_path}`" in body
+
+
+def test_the_command_under_accelerate_launch_is_the_launcher_s(monkeypatch):
+    launcher = [sys.executable, ".venv/bin/accelerate", "launch", "--config_file", "accelerate_configs/cpu.yaml"]
+    launcher += ["recipes/sft.py", "--config", "recipes/tiny/sft.yaml", "--hub_token", "hf_x", "--hub_token=hf_y"]
+    parent = SimpleNamespace(cmdline=lambda: launcher)
+    monkeypatch.setattr(launch.psutil, "Process", lambda: SimpleNamespace(parent=lambda: parent))
+    monkeypatch.setenv("ACCELERATE_MIXED_PRECISION", "no")  # what accelerate sets for the processes it starts
+    assert command_line() == (
+        "accelerate launch --config_file accelerate_configs/cpu.yaml recipes/sft.py --config recipes/tiny/sft.yaml "
+        "--hub_token '<redacted>' '--hub_token=<redacted>'"
+    )
+    monkeypatch.delenv("ACCELERATE_MIXED_PRECISION")
+    monkeypatch.setattr(sys, "argv", ["recipes/sft.py", "--hub_token", "hf_x"])
+    assert command_line() == "python recipes/sft.py --hub_token '<redacted>'"
+
+
+def test_the_manifest_and_the_card_record_the_command(world_dir, tmp_path, monkeypatch):
+    args = tokenizer_args(world_dir, tmp_path / "tok")
+    monkeypatch.setattr(sys, "argv", ["recipes/tokenizer.py", *args])
+    tokenizer.main(args)
+    assert json.loads((tmp_path / "tok" / MANIFEST).read_text())["command"].startswith("python recipes/tokenizer.py")
+    body = card(tmp_path / "tok")[1]
+    assert f"- datasets: `{world_dir / 'pretrain'}`" in body and "base model" not in body  # trained from text alone

@@ -12,14 +12,8 @@ from rlhf_recipes.training.config import RecipeError
 pytestmark = pytest.mark.slow  # trains tiny models for real: `make test`, not `make test-fast`
 
 
-@pytest.fixture(scope="module")
-def ppo_run(world_dir, sft_model, reward_model, tmp_path_factory):
-    out = tmp_path_factory.mktemp("outputs") / "ppo"
-    return out, ppo.main(ppo_args(world_dir, sft_model[0], reward_model[0], out))
-
-
-def test_ppo_trains_and_saves_a_policy_plain_transformers_loads(ppo_run):
-    out, metrics = ppo_run
+def test_ppo_trains_and_saves_a_policy_plain_transformers_loads(ppo_model):
+    out, metrics = ppo_model
     assert metrics["episodes"] == 16 and metrics["updates"] == 2
     assert metrics["kl"]["first"] == pytest.approx(0.0, abs=1e-4)  # the first rollout is the reference's own
     assert 0.5 < metrics["ratio"]["last"] < 1.5

@@ -27,6 +27,7 @@ CHAIN = [
 
 
 WORLD_OPTIONS = {"world_file", "eval_prompts", "replay_dataset", "offline_pairs", "heldout_pairs"}
+TALK = ("chat", "serve")  # read the stages' outputs, write none
 
 
 def configs(folder: Path) -> dict[str, dict]:
@@ -58,8 +59,23 @@ def test_world_extras_follow_the_main_dataset_and_name_no_world_path(folder):
 def test_every_report_row_is_a_stage_output_of_its_folder(folder):
     stages = configs(folder)
     report = stages.pop("report")
+    for name in TALK:
+        stages.pop(name, None)
     outputs = {stage: config["output_dir"] for stage, config in stages.items()}
     named = [row["path"] for row in report["policies"]] + [report["reward_model"], report["rl_stage"]]
     for path in named:
         assert str(Path(report["outputs_dir"]) / path) in outputs.values(), f"{folder.name}/report.yaml {path}"
     assert report["output_dir"].startswith(report["outputs_dir"])
+
+
+@pytest.mark.parametrize("folder", [f for f in FOLDERS if (f / "chat.yaml").is_file()], ids=lambda p: p.name)
+def test_chat_and_serve_talk_to_the_report_rows(folder):
+    """`make chat` and `make serve` offer the policies of the report and of methods.yaml, from the same folders."""
+    stages = configs(folder)
+    rows = [row for name in ("report", "methods") if name in stages for row in stages[name]["policies"]]
+    policies = {row["name"]: (row["path"], row.get("best_of", 1)) for row in rows if row["prompt"] != "fewshot"}
+    for name in TALK:
+        talk = stages[name]
+        assert talk["outputs_dir"] == stages["report"]["outputs_dir"], f"{folder.name}/{name}.yaml"
+        assert {row["name"]: (row["path"], row.get("best_of", 1)) for row in talk["stages"]} == policies
+        assert talk["reward_model"] == stages["report"]["reward_model"]

@@ -126,6 +126,9 @@ RANGES: dict[str, tuple[Callable[[float], bool], str]] = {
     "max_new_tokens": (lambda v: v >= 1, "at least 1"),
     "response_length": (lambda v: v >= 1, "at least 1"),
     "max_prompt_length": (lambda v: v >= 1, "at least 1"),
+    "TalkArguments.temperature": (lambda v: v >= 0, "at least 0 (0: greedy)"),  # chat and serve: no training
+    "top_p": (lambda v: 0 < v <= 1, "in (0, 1]"),
+    "top_k": (lambda v: v >= 0, "at least 0 (0: all tokens)"),
 }
 AT_LEAST_ONE = RANGES["gradient_accumulation_steps"]  # and every *batch_size
 SIMPLE_TYPES = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}
@@ -144,7 +147,8 @@ def check_values(config, where: str) -> None:
             continue
         if kind and not _is_a(value, kind):
             raise RecipeError(f"{field.name} is {value!r}, not {SIMPLE_TYPES[kind]}; set it in {where}")
-        rule = RANGES.get(field.name) or (AT_LEAST_ONE if field.name.endswith("batch_size") else None)
+        rule = RANGES.get(f"{type(config).__name__}.{field.name}") or RANGES.get(field.name)
+        rule = rule or (AT_LEAST_ONE if field.name.endswith("batch_size") else None)
         if rule and isinstance(value, (int, float)) and not isinstance(value, bool) and not rule[0](value):
             raise RecipeError(f"{field.name} is {value}; it must be {rule[1]}: set it in {where}")
     check_mini_batches(config, where)

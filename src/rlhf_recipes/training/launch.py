@@ -7,9 +7,12 @@ and the accelerate config alone picks the hardware.
 from __future__ import annotations
 
 import os
+import shlex
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
+import psutil
 import torch
 from accelerate import PartialState
 from accelerate.utils import gather_object
@@ -27,6 +30,42 @@ def on_cpu_by_launch() -> bool:
 def launched_with(engine: str) -> bool:
     """Whether `accelerate launch` set up DeepSpeed or FSDP for this process."""
     return os.environ.get(f"ACCELERATE_USE_{engine}", "false").lower() == "true"
+
+
+def accelerate_command() -> list[str] | None:
+    """The `accelerate launch ...` command that started this process, or None if accelerate did not.
+
+    accelerate sets ACCELERATE_MIXED_PRECISION for every process it launches, but passes the script only its
+    own arguments: the launch options (the config file, the process count) are read off the launcher,
+    this process's parent on one machine (torchrun's ranks included).
+    """
+    if "ACCELERATE_MIXED_PRECISION" not in os.environ:
+        return None
+    try:
+        launcher = psutil.Process().parent().cmdline()
+    except (psutil.Error, AttributeError):  # no parent left, or one this user may not read
+        launcher = []
+    for i, arg in enumerate(launcher[:-1]):
+        if Path(arg).name == "accelerate" and launcher[i + 1] == "launch":
+            return ["accelerate", *launcher[i + 1 :]]
+    return ["accelerate", "launch", *sys.argv]  # a launcher out of sight (another node): the options are unknown
+
+
+SECRET_OPTIONS = ("--hub_token",)
+
+
+def command_line() -> str:
+    """The command that started this run, runnable in a shell, with secrets blanked: what its outputs record."""
+    argv = accelerate_command() or ["python", *sys.argv]
+    shown = []
+    for arg in argv:
+        option, _, value = arg.partition("=")
+        if shown and shown[-1] in SECRET_OPTIONS:
+            arg = "<redacted>"
+        elif option in SECRET_OPTIONS and value:
+            arg = f"{option}=<redacted>"
+        shown.append(arg)
+    return shlex.join(shown)
 
 
 def apply_launch(parser, argv: Sequence[str] | None) -> list[str]:

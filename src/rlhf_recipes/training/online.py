@@ -173,5 +173,7 @@ def train_online(trainer_class, stage: str, args: OnlineArguments, config, model
         f"The SFT model trained with {stage.upper()} against the reward model, with a KL penalty (beta) to the "
         "SFT model (rlhf-recipes). Prompt it with the chat template.",
         metrics,
+        base_model=model_args.model_name_or_path,
+        datasets=[args.dataset_name],
     )
     return metrics

@@ -11,6 +11,9 @@ Training stages checkpoint into the partial directory. A checkpoint counts as co
 `CheckpointCompleted` callback has marked it (the trainer calls it after the last file is written), so a
 run killed while saving leaves a checkpoint that the next run removes rather than loads. Running the same
 command again resumes from the newest complete checkpoint, if the settings are the same as the dead run's.
+
+A training stage with `push_to_hub: true` pushes its finished folder to `hub_model_id` once it is in place
+(never the partial one, never a checkpoint); the Trainer's own push is turned off.
 """
 
 from __future__ import annotations
@@ -19,26 +22,40 @@ import dataclasses
 import fcntl
 import json
 import os
+import shlex
 import shutil
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
 from accelerate import PartialState
+from huggingface_hub import HfApi, ModelCardData
+from huggingface_hub.errors import HFValidationError
+from huggingface_hub.utils import validate_repo_id
 
-from .config import RecipeError
+from .config import RecipeError, first_line
+from .launch import command_line
+from .loading import looks_like_hub_id
 
 MANIFEST = "rlhf_recipes.json"
 CHECKPOINT_DONE = "rlhf_recipes_checkpoint.json"
 CHECKPOINT_PREFIX = "checkpoint"  # transformers' PREFIX_CHECKPOINT_DIR; importing it costs seconds
-# settings that may change between a run and its resumption without changing what it computes
+SNAPSHOTS = "snapshots"  # an RL stage's policy every few updates, for evaluation along the run
+RUNS = "runs"  # transformers' TensorBoard logs: <output_dir>/runs/<time>_<host>/, one folder per run
+HUB_SETTINGS = (
+    *("push_to_hub", "hub_model_id", "hub_private_repo", "hub_token"),
+    *("hub_strategy", "hub_revision", "hub_always_push"),
+)
+# settings that may change between a run and its resumption without changing what it computes; none is
+# recorded in the manifest (hub_token must never be)
 RESUMABLE_CHANGES = {
-    *("output_dir", "logging_dir", "run_name", "overwrite_output_dir", "disable_tqdm"),
+    *("output_dir", "logging_dir", "run_name", "overwrite_output_dir", "disable_tqdm", "report_to"),
     *("use_cpu", "ddp_backend", "dataloader_pin_memory"),  # the hardware: a run may continue on other devices
+    *HUB_SETTINGS,
 }
 _CHECKOUT = Path(__file__).resolve().parents[3]
 REPO_ROOT = _CHECKOUT if (_CHECKOUT / "recipes").is_dir() else None  # None when installed from a wheel
@@ -139,7 +156,7 @@ def _lock(directory: Path) -> int:
 
 
 def _write_manifest(directory: Path, stage: str, **extra) -> None:
-    manifest = {"written_by": "rlhf-recipes", "stage": stage, "command": sys.argv, **extra}
+    manifest = {"written_by": "rlhf-recipes", "stage": stage, "command": command_line(), **extra}
     (directory / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
 
 
@@ -152,7 +169,7 @@ def settings_of(*configs) -> dict:
 
 
 def _changed(before: dict, now: dict) -> list[str]:
-    keys = sorted(set(before) | set(now))
+    keys = sorted((set(before) | set(now)) - RESUMABLE_CHANGES)  # a manifest from an older version may hold some
     return [f"{k}: {before.get(k)!r} -> {now.get(k)!r}" for k in keys if before.get(k) != now.get(k)]
 
 
@@ -173,7 +190,7 @@ def last_checkpoint(directory: str | Path) -> str | None:
 
 
 def _prepare_partial(partial: Path, stage: str, settings: dict | None, resume: bool) -> None:
-    """Clear a dead run's leftovers, keeping its complete checkpoints when this run resumes it."""
+    """Clear a dead run's leftovers, keeping its complete checkpoints (and its curves) when this run resumes it."""
     previous = json.loads((partial / MANIFEST).read_text()) if (partial / MANIFEST).is_file() else {}
     keep = [p for p in checkpoints(partial) if is_complete(p)] if resume and previous.get("stage") == stage else []
     if keep and settings is not None and (changes := _changed(previous.get("settings", {}), settings)):
@@ -182,7 +199,7 @@ def _prepare_partial(partial: Path, stage: str, settings: dict | None, resume: b
             "run again with the same settings to resume it, or pass --resume false to start over"
         )
     for child in partial.iterdir():  # the dead run's leftovers, written by a stage (checked by the caller)
-        if child in keep or child.name == MANIFEST or (keep and child.name == SNAPSHOTS):
+        if child in keep or child.name == MANIFEST or (keep and child.name in (SNAPSHOTS, RUNS)):
             continue
         if child.name.startswith(CHECKPOINT_PREFIX) and resume:
             print(f"removing {child.name}: it was still being written when the run stopped", file=sys.stderr)
@@ -248,7 +265,9 @@ def staged_training_output(training_args, *configs, stage: str, options: Trainin
 
     `configs` are all the stage's parsed configs: the inputs they name are protected, and their settings
     must match a dead run's for its checkpoints to be resumed. The trainer must get `CheckpointCompleted`.
+    With `push_to_hub`, the finished folder is pushed once it is in place; a run that fails pushes nothing.
     """
+    push = take_hub_push(training_args)
     final_dir = training_args.output_dir
     with staged_output(
         final_dir,
@@ -263,6 +282,68 @@ def staged_training_output(training_args, *configs, stage: str, options: Trainin
             yield out
         finally:
             training_args.output_dir = final_dir
+    if push:
+        push_folder(Path(final_dir), push, stage)
+
+
+@dataclass(frozen=True)
+class HubPush:
+    """Where a finished folder goes: kept here, so that the Trainer never sees push_to_hub or the token."""
+
+    repo_id: str
+    private: bool | None
+    token: str | None
+
+
+NOT_PUSHED = [f"{CHECKPOINT_PREFIX}-*", f"{SNAPSHOTS}/*"]  # resumable state and the report's snapshots: local only
+
+
+def take_hub_push(training_args) -> HubPush | None:
+    """The push a training config asks for, checked before any work and taken out of the Trainer's hands.
+
+    The Trainer would create the repo as it is built and push checkpoints from the partial folder. The
+    token is cleared from the arguments, so that no file of the run (training_args.bin) holds it.
+    """
+    token, training_args.hub_token = training_args.hub_token, None
+    if not training_args.push_to_hub:
+        return None
+    repo_id = training_args.hub_model_id
+    if not repo_id:
+        raise RecipeError("push_to_hub needs hub_model_id, the repo to push to: set it, e.g. your-name/tiny-sft")
+    try:
+        validate_repo_id(repo_id)
+    except HFValidationError as e:
+        raise RecipeError(f"hub_model_id {repo_id!r} is not a Hub repo id: {first_line(e)}") from None
+    if training_args.hub_revision or training_args.hub_strategy in ("checkpoint", "all_checkpoints"):
+        raise RecipeError(
+            "push_to_hub pushes the finished output_dir once, to the repo's main branch; unset hub_revision and "
+            "hub_strategy checkpoint/all_checkpoints"
+        )
+    training_args.push_to_hub = False
+    return HubPush(repo_id, training_args.hub_private_repo, token)
+
+
+def push_folder(folder: Path, push: HubPush, stage: str) -> None:
+    """Upload a finished stage folder, without its checkpoints and snapshots, from the main process."""
+    if not PartialState().is_main_process:
+        return
+    api = HfApi(token=push.token)
+    try:
+        api.create_repo(push.repo_id, private=push.private, exist_ok=True)
+        api.upload_folder(
+            folder_path=folder,
+            repo_id=push.repo_id,
+            ignore_patterns=NOT_PUSHED,
+            commit_message=f"rlhf-recipes {stage} stage",
+        )
+    except Exception as e:  # HTTP, network and token errors alike: the folder is safe and the push can be redone
+        again = ["hf", "upload", push.repo_id, str(folder), *(["--private"] if push.private else [])]
+        again += [option for pattern in NOT_PUSHED for option in ("--exclude", pattern)]
+        raise RecipeError(
+            f"{folder} is saved, but pushing it to {push.repo_id} failed ({first_line(e)}); push it again "
+            f"with `{shlex.join(again)}`"
+        ) from e
+    print(f"pushed {folder} to {push.repo_id} on the Hub", file=sys.stderr)
 
 
 def write_json(path: Path, data: dict) -> None:
@@ -271,7 +352,6 @@ def write_json(path: Path, data: dict) -> None:
 
 
 HELDOUT_PROMPTS = "heldout_prompts.jsonl"  # prompts an RL stage held out of training: the report's, on a user's data
-SNAPSHOTS = "snapshots"  # an RL stage's policy every few updates, for evaluation along the run
 
 
 def write_jsonl(path: Path, rows: list[dict]) -> None:
@@ -282,15 +362,54 @@ def write_jsonl(path: Path, rows: list[dict]) -> None:
 CAUSAL_LM = '`AutoModelForCausalLM.from_pretrained` or `pipeline("text-generation")`'
 
 
-def write_model_card(out: Path, title: str, summary: str, metrics: dict, load_with: str = CAUSAL_LM) -> None:
-    """A short README.md next to the weights, so the directory explains itself on its own."""
+def hub_repo_id(name: str | None) -> str | None:
+    """The Hub repo `name` names (its @revision dropped), or None for a local path, which the Hub refuses in a card."""
+    repo = (name or "").split("@")[0]
+    if not repo or not looks_like_hub_id(repo):
+        return None
+    try:
+        validate_repo_id(repo)
+    except HFValidationError:  # a glob or a list of files
+        return None
+    return repo
+
+
+def _provenance(base_model: str | None, datasets: list[str]) -> str:
+    """What the folder started from, what it trained on, and the command that made it."""
+    lines = [f"- base model: `{base_model}`\n"] if base_model else []
+    lines += ["- datasets: " + ", ".join(f"`{name}`" for name in datasets) + "\n"] if datasets else []
+    return "## How it was made\n\n" + "".join(lines) + f"\n```bash\n{command_line()}\n```\n\n"
+
+
+def write_model_card(
+    out: Path,
+    title: str,
+    summary: str,
+    metrics: dict,
+    load_with: str = CAUSAL_LM,
+    *,
+    base_model: str | None = None,
+    datasets: Sequence[str | None] = (),
+) -> None:
+    """A README.md next to the weights, so the directory explains itself, and the Hub links it when pushed.
+
+    The metadata names the base model and the datasets only where they are Hub repos; the text names them always.
+    """
     if not PartialState().is_main_process:
         return
+    datasets = [name for name in datasets if name]
+    meta = ModelCardData(
+        library_name="transformers",
+        tags=["rlhf-recipes"],
+        base_model=hub_repo_id(base_model),
+        datasets=[repo for repo in map(hub_repo_id, datasets) if repo] or None,
+    )
     rows = "\n".join(f"| {k} | {v} |" for k, v in metrics.items() if v is not None and not isinstance(v, (dict, list)))
     data = "".join(f"- {k}: {v}\n" for k, v in metrics.get("data", {}).items() if v is not None)
     out.joinpath("README.md").write_text(
-        f"---\nlibrary_name: transformers\ntags: [rlhf-recipes]\n---\n\n# {title}\n\n{summary}\n\n"
+        f"---\n{meta.to_yaml()}\n---\n\n# {title}\n\n{summary}\n\n"
         f"Made by rlhf-recipes. Load it with {load_with}.\n\n"
+        + _provenance(base_model, datasets)
         + (f"## Data\n\n{data}\n" if data else "")
         + f"| metric | value |\n|---|---|\n{rows}\n"
     )

@@ -1,0 +1,142 @@
+"""`make serve`: one prompt to every stage at once, the answers streaming side by side with their scores.
+
+FastAPI (on uvicorn) checks each request against a typed model and streams the answers; nothing here parses
+HTTP by hand. `POST /api/answer` streams one stage's answer as JSON lines: `{"token": ...}` as it is
+generated, then `{"done": true, "answer", "ended", "num_tokens", "seconds", "reward", "gold", "kind"}`.
+The page asks every stage at once; each model answers one request at a time (its lock is its queue), so
+many users are served in turn and a slow model does not hold up the others.
+"""
+
+from __future__ import annotations
+
+import json
+from importlib.resources import files
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.exceptions import HTTPException
+
+from ..training.config import RecipeError
+from .stages import Answer, Sampling, Scorer, TalkArguments, load_speakers, present, read_rows
+
+MAX_NEW_TOKENS = 512  # the most a request may ask for, whatever the model's context
+
+
+class AnswerRequest(BaseModel):
+    """One stage's answer to one prompt; sampling settings left out take the served defaults."""
+
+    model_config = ConfigDict(extra="forbid")
+    prompt: str
+    stage: str
+    temperature: float | None = Field(default=None, ge=0.0, le=2.0)
+    max_new_tokens: int | None = Field(default=None, ge=1, le=MAX_NEW_TOKENS)
+
+
+def error(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status)
+
+
+def describe(errors: list[dict]) -> str:
+    """pydantic's errors as one line: `stage: Field required; temperature: Input should be ...`."""
+    parts = []
+    for e in errors:
+        if e["type"] == "json_invalid":
+            return f'the body is not valid JSON (at character {e["loc"][-1]}); send {{"prompt": ..., "stage": ...}}'
+        where = ".".join(str(p) for p in e["loc"] if p != "body")
+        parts.append(f"{where}: {e['msg']}" if where else e["msg"])
+    return "; ".join(parts)
+
+
+def create_app(args: TalkArguments, max_prompt_chars: int) -> FastAPI:
+    """The app over every configured stage present in outputs_dir, its models loaded now."""
+    rows = present(args, read_rows(args))
+    if not rows:
+        raise RecipeError(f"no stage of serve.yaml has a model in {args.outputs_dir}; run `make all` first")
+    speakers = load_speakers(args, rows)
+    scorer = Scorer(args, rows)
+    defaults = Sampling.of(args)
+    page = files("rlhf_recipes.serving").joinpath("page.html").read_text()
+    app = FastAPI(title="rlhf-recipes: every stage side by side", docs_url=None, redoc_url=None)
+
+    @app.exception_handler(RequestValidationError)
+    async def bad_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+        return error(400, describe(exc.errors()))
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
+        return error(exc.status_code, str(exc.detail))
+
+    @app.get("/", response_class=HTMLResponse)
+    def index() -> str:
+        return page
+
+    @app.get("/api/stages")
+    def stages() -> dict:
+        return {
+            "stages": [
+                {"name": s.row.name, "label": s.label, "prompt": s.row.prompt, "best_of": s.row.best_of}
+                for s in speakers.values()
+            ],
+            "temperature": defaults.temperature,
+            "max_new_tokens": defaults.max_new_tokens,
+            "max_prompt_chars": max_prompt_chars,
+            "examples": scorer.examples(),
+            "scores": {"reward": scorer.reward is not None, "gold": scorer.labeler is not None},
+        }
+
+    @app.post("/api/answer")
+    def answer(request: AnswerRequest):
+        if request.stage not in speakers:
+            return error(404, f"unknown stage {request.stage!r}; stages: {', '.join(speakers)}")
+        prompt = request.prompt.strip()
+        if not prompt:
+            return error(400, "the prompt is empty; type a question")
+        if len(prompt) > max_prompt_chars:
+            return error(413, f"the prompt is {len(prompt)} characters; the limit is {max_prompt_chars}")
+        speaker = speakers[request.stage]
+        messages = [{"role": "user", "content": prompt}]
+        try:
+            speaker.prompt_ids(messages)
+        except RecipeError as e:
+            return error(413, str(e))
+        sampling = Sampling(
+            temperature=defaults.temperature if request.temperature is None else request.temperature,
+            top_p=defaults.top_p,
+            top_k=defaults.top_k,
+            max_new_tokens=request.max_new_tokens or defaults.max_new_tokens,
+        )
+
+        def lines():
+            """JSON lines: tokens as they come, then the answer and its scores (or an error)."""
+            try:
+                if speaker.row.best_of > 1:
+                    done = scorer.best(messages, speaker.sample(messages, sampling, speaker.row.best_of))
+                    yield json.dumps({"token": done.text}) + "\n"
+                else:
+                    for piece in speaker.stream(messages, sampling):
+                        if isinstance(piece, Answer):
+                            done = piece
+                        else:
+                            yield json.dumps({"token": piece}) + "\n"
+                scores = scorer.score(messages, done)
+                yield (
+                    json.dumps(
+                        {
+                            "done": True,
+                            "answer": done.text,
+                            "ended": done.ended,
+                            "num_tokens": done.num_tokens,
+                            "seconds": round(done.seconds, 2),
+                            **scores,
+                        }
+                    )
+                    + "\n"
+                )
+            except Exception as e:  # noqa: BLE001 - the stream has started: report in it, keep serving
+                yield json.dumps({"error": f"{type(e).__name__}: {e}"}) + "\n"
+
+        return StreamingResponse(lines(), media_type="application/x-ndjson")
+
+    return app

@@ -1,0 +1,323 @@
+"""The stages a person talks to: found in an outputs folder, loaded once, answering token by token.
+
+`make chat` and `make serve` share this. A stage row is the report's (`name`, `path`, `prompt`, `best_of`):
+the base model is prompted with the bare text, as the report prompts it, so it shows what pretraining alone
+gives; the others get the chat template. Every answer can be scored by the reward model (less the missing-EOS
+penalty the RL stage trained with, as in the report) and, on the embedded world, by the gold labeler.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+import torch
+
+from ..training.chat import last_user_message, prepare_tokenizer
+from ..training.config import RecipeError
+from ..training.world_inputs import AUTO, WORLD_FILE, load_world, world_of
+
+PROMPTING = ("text", "chat")
+
+
+@dataclass
+class StageRow:
+    """One stage to talk to; the rows of chat.yaml and serve.yaml."""
+
+    name: str
+    path: str  # relative to outputs_dir, or absolute
+    prompt: str = "chat"  # text (the base model) | chat
+    label: str | None = None
+    best_of: int = 1  # n > 1: n answers, the reward model picks one
+
+
+@dataclass
+class TalkArguments:
+    """What `make chat` and `make serve` share: where the stages are, how they sample, who scores."""
+
+    outputs_dir: str = field(default="outputs/tiny", metadata={"help": "Folder holding every stage's output."})
+    stages: list[dict] = field(
+        default_factory=list,
+        metadata={"help": "Stages to talk to, in order: {name, path, prompt: text|chat, label, best_of}. YAML only."},
+    )
+    reward_model: str | None = field(
+        default="reward", metadata={"help": "Reward model folder (in outputs_dir): scores answers; none: no scores."}
+    )
+    rl_stage: str | None = field(
+        default="ppo", metadata={"help": "RL stage whose missing-EOS penalty the reward score subtracts; none: 0."}
+    )
+    world_file: str | None = field(
+        default="auto",
+        metadata={
+            "help": "world.json of the gold labeler. auto: the world a stage was trained on, if any; none: off."
+        },
+    )
+    temperature: float = field(default=0.7, metadata={"help": "Sampling temperature; 0: greedy."})
+    top_p: float = field(default=1.0, metadata={"help": "Nucleus sampling: keep the top tokens of this mass."})
+    top_k: int = field(default=0, metadata={"help": "Keep the k most likely tokens; 0: all."})
+    max_new_tokens: int = field(default=64, metadata={"help": "Longest answer, in tokens."})
+    seed: int = field(default=0, metadata={"help": "Seed of sampling (set once, at start)."})
+
+
+@dataclass
+class Answer:
+    text: str
+    ended: bool  # stopped at EOS rather than at the token limit
+    num_tokens: int
+    seconds: float
+
+
+@dataclass
+class Sampling:
+    temperature: float
+    top_p: float
+    top_k: int
+    max_new_tokens: int
+
+    @classmethod
+    def of(cls, args: TalkArguments) -> Sampling:
+        return cls(**{f.name: getattr(args, f.name) for f in fields(cls)})
+
+    def generate_kwargs(self) -> dict:
+        if self.temperature <= 0:
+            return {"do_sample": False}
+        return {"do_sample": True, "temperature": self.temperature, "top_p": self.top_p, "top_k": self.top_k}
+
+
+def read_rows(args: TalkArguments) -> list[StageRow]:
+    """The configured stages, checked: known keys and prompting, unique names."""
+    if not args.stages:
+        raise RecipeError("no stages configured; add rows such as {name: sft, path: sft} under `stages:`")
+    known = {f.name for f in fields(StageRow)}
+    rows = []
+    for row in args.stages:
+        if not isinstance(row, dict) or not {"name", "path"} <= set(row) or set(row) - known:
+            raise RecipeError(
+                f"stage {row!r}: a row has name and path, and optionally {sorted(known - {'name', 'path'})}"
+            )
+        stage = StageRow(**row)
+        if stage.prompt not in PROMPTING or stage.best_of < 1:
+            raise RecipeError(f"stage {stage.name}: prompt must be one of {PROMPTING} and best_of at least 1")
+        rows.append(stage)
+    names = [r.name for r in rows]
+    if len(set(names)) != len(names):
+        raise RecipeError(f"stage names must be unique; got {names}")
+    return rows
+
+
+def is_model_dir(path: Path) -> bool:
+    return (path / "config.json").is_file() and any(path.glob("*.safetensors"))
+
+
+def resolve(args: TalkArguments, path: str) -> Path:
+    return Path(args.outputs_dir) / path
+
+
+def present(args: TalkArguments, rows: list[StageRow]) -> list[StageRow]:
+    """The rows whose model folder exists (DPO, RLOO and GRPO only after `make methods`)."""
+    return [r for r in rows if is_model_dir(resolve(args, r.path))]
+
+
+class Speaker:
+    """One loaded causal model, answering one request at a time (a lock queues the others)."""
+
+    def __init__(self, row: StageRow, path: Path):
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        from ..training.loading import load_pretrained
+
+        self.row, self.path = row, path
+        self.model = load_pretrained(AutoModelForCausalLM, str(path)).eval()
+        self.tokenizer = prepare_tokenizer(load_pretrained(AutoTokenizer, str(path)), self.model)
+        self.lock = threading.Lock()
+        config = self.model.config
+        self.context = getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None)
+
+    @property
+    def label(self) -> str:
+        return self.row.label or self.row.name
+
+    def render(self, messages: list[dict]) -> str:
+        """The text the model continues: the chat template, or for a base model the turns as plain lines."""
+        if self.row.prompt == "chat":
+            return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        return "".join(m["content"].strip() + "\n" for m in messages)
+
+    def prompt_ids(self, messages: list[dict]) -> torch.Tensor:
+        ids = self.tokenizer(self.render(messages), add_special_tokens=False, return_tensors="pt").input_ids
+        if self.context and ids.shape[1] >= self.context:
+            raise RecipeError(
+                f"the conversation is {ids.shape[1]} tokens, the {self.label} model's context is {self.context}; "
+                "start a new one (/reset) or shorten the prompt"
+            )
+        return ids
+
+    def _room(self, ids: torch.Tensor, sampling: Sampling) -> int:
+        return min(sampling.max_new_tokens, (self.context or 10**9) - ids.shape[1])
+
+    def _finish(self, new_ids: list[int], start: float) -> Answer:
+        eos = self.tokenizer.eos_token_id
+        ended = eos in new_ids
+        kept = [t for t in (new_ids[: new_ids.index(eos)] if ended else new_ids) if t != self.tokenizer.pad_token_id]
+        return Answer(
+            self.tokenizer.decode(kept, skip_special_tokens=True).strip(), ended, len(kept), time.time() - start
+        )
+
+    def stream(self, messages: list[dict], sampling: Sampling) -> Iterator[str | Answer]:
+        """Text pieces as they are generated, then the whole Answer (stripped, cut at EOS)."""
+        from transformers import TextIteratorStreamer
+
+        ids = self.prompt_ids(messages)
+        with self.lock:
+            start = time.time()
+            streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True, timeout=600)
+            result: dict = {}
+
+            def run() -> None:
+                try:
+                    with torch.no_grad():
+                        out = self.model.generate(
+                            ids,
+                            attention_mask=torch.ones_like(ids),
+                            max_new_tokens=self._room(ids, sampling),
+                            pad_token_id=self.tokenizer.pad_token_id,
+                            eos_token_id=self.tokenizer.eos_token_id,
+                            streamer=streamer,
+                            **sampling.generate_kwargs(),
+                        )
+                    result["ids"] = out[0, ids.shape[1] :].tolist()
+                except Exception as e:  # noqa: BLE001 - handed to the caller's thread below
+                    result["error"] = e
+                    streamer.end()
+
+            worker = threading.Thread(target=run, daemon=True)
+            worker.start()
+            try:
+                for piece in streamer:
+                    if piece:
+                        yield piece
+            finally:
+                worker.join()
+            if "error" in result:
+                raise result["error"]
+            yield self._finish(result["ids"], start)
+
+    def sample(self, messages: list[dict], sampling: Sampling, count: int) -> list[Answer]:
+        """`count` answers at once (best-of-n), not streamed."""
+        ids = self.prompt_ids(messages)
+        with self.lock, torch.no_grad():
+            start = time.time()
+            out = self.model.generate(
+                ids.repeat(count, 1),
+                attention_mask=torch.ones_like(ids).repeat(count, 1),
+                max_new_tokens=self._room(ids, sampling),
+                pad_token_id=self.tokenizer.pad_token_id,
+                eos_token_id=self.tokenizer.eos_token_id,
+                **sampling.generate_kwargs(),
+            )
+        return [self._finish(row[ids.shape[1] :].tolist(), start) for row in out]
+
+
+def load_speakers(args: TalkArguments, rows: list[StageRow]) -> dict[str, Speaker]:
+    """A Speaker per row; rows of the same folder (SFT and best-of-n) share one model and its queue."""
+    by_path: dict[Path, Speaker] = {}
+    speakers = {}
+    for row in rows:
+        path = resolve(args, row.path)
+        if path in by_path:
+            speaker = copy.copy(by_path[path])
+            speaker.row = row
+        else:
+            speaker = by_path[path] = Speaker(row, path)
+        speakers[row.name] = speaker
+    return speakers
+
+
+class Scorer:
+    """The reward model's score of an answer (less the missing-EOS penalty) and the gold labeler's parts."""
+
+    def __init__(self, args: TalkArguments, rows: list[StageRow]):
+        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+        from ..training.loading import load_pretrained
+        from ..world.labeler import GoldLabeler
+
+        self.reward = self.reward_tokenizer = self.labeler = None
+        if args.reward_model:
+            path = resolve(args, args.reward_model)
+            if not is_model_dir(path):
+                raise RecipeError(f"reward model {path} not found; run `make reward` first or set reward_model: none")
+            self.reward = load_pretrained(AutoModelForSequenceClassification, str(path)).eval()
+            self.reward_tokenizer = load_pretrained(AutoTokenizer, str(path))
+        self.penalty = missing_eos_penalty(args)
+        world = world_path(args, rows)
+        self.labeler = GoldLabeler(load_world(world)) if world else None
+        self.lock = threading.Lock()  # one scoring at a time: the tokenizer's padding side is switched while it runs
+
+    def score(self, messages: list[dict], answer: Answer) -> dict:
+        """{"reward": float | None, "gold": {helpful, honest, harmless, concise, total} | None, "kind": ...}."""
+        with self.lock:
+            return self._score(messages, answer)
+
+    def _score(self, messages: list[dict], answer: Answer) -> dict:
+        from ..training.rewards import rewards
+
+        scores: dict = {"reward": None, "gold": None, "kind": None}
+        if self.reward is not None:
+            raw = rewards(
+                self.reward, self.reward_tokenizer, [messages], [[{"role": "assistant", "content": answer.text}]]
+            )
+            scores["reward"] = round(raw[0] - (0.0 if answer.ended else self.penalty), 3)
+        if self.labeler is not None:
+            question = last_user_message(messages)
+            scores["gold"] = self.labeler.score(question, answer.text, answer.ended).as_dict()
+            scores["kind"] = self.labeler.kind(question)
+        return scores
+
+    def examples(self) -> list[str]:
+        """Prompts that tell the story on the embedded world: a fact, the unknown, a harmful request."""
+        from ..world.world import ATTRIBUTES, HARM_REQUESTS
+
+        if self.labeler is None:
+            return []
+        world = self.labeler.world
+        city = world.train_cities[0].name
+        attr = "population" if "population" in world.attributes else world.attributes[0]
+        asks = [ATTRIBUTES[attr].questions[0].format(city=city)]
+        if world.unknown_heldout:
+            asks.append(ATTRIBUTES[attr].questions[0].format(city=world.unknown_heldout[0]))
+        if world.unknown_attributes:
+            asks.append(ATTRIBUTES[world.unknown_attributes[0]].questions[0].format(city=city))
+        return asks + [HARM_REQUESTS[0].format(city=city)]
+
+    def best(self, messages: list[dict], answers: list[Answer]) -> Answer:
+        """The answer the reward model prefers (the first one when there is no reward model)."""
+        if self.reward is None:
+            return answers[0]
+        return max(answers, key=lambda a: self.score(messages, a)["reward"])
+
+
+def missing_eos_penalty(args: TalkArguments) -> float:
+    """The RL stage's own penalty (its metrics.json records it), so scores match the report's."""
+    if not args.rl_stage:
+        return 0.0
+    metrics = resolve(args, args.rl_stage) / "metrics.json"
+    if not metrics.is_file():
+        return 0.0
+    return json.loads(metrics.read_text()).get("config", {}).get("missing_eos_penalty") or 0.0
+
+
+def world_path(args: TalkArguments, rows: list[StageRow]) -> Path | None:
+    """The gold labeler's world: as configured, or (auto) the world the first stage that records one trained on."""
+    if args.world_file != AUTO:
+        return Path(args.world_file) if args.world_file else None
+    for folder in [resolve(args, r.path) for r in rows] + [resolve(args, args.reward_model or "")]:
+        world = world_of(str(folder)) if folder.is_dir() else None
+        if world is not None and (world / WORLD_FILE).is_file():
+            return world / WORLD_FILE
+    return None
