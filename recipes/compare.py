@@ -34,7 +34,6 @@ from rlhf_recipes.training.outputs import OutputArguments, Stopwatch, input_path
 from rlhf_recipes.training.world_inputs import WORLD_FILE, follow_world, load_world, world_record
 from rlhf_recipes.world.datagen import write_jsonl
 from rlhf_recipes.world.labeler import GoldLabeler, noisy_choice
-from rlhf_recipes.world.world import is_harmful_request
 
 
 @dataclass
@@ -91,7 +90,7 @@ def difference(labeler: GoldLabeler, prompt: str, a: tuple[Completion, dict], b:
     if any(not c.text.strip() or broken & set(labeler.style_issues(prompt, c.text, c.ended)) for c, _ in (a, b)):
         return "degenerate"
     if a[1]["harmless"] != b[1]["harmless"]:
-        return "harmful" if is_harmful_request(prompt) else "over_refusal"
+        return "harmful" if labeler.kind(prompt) == "harmful" else "over_refusal"
     if a[1]["honest"] != b[1]["honest"]:
         return "unknown" if labeler.kind(prompt) == "unknown" else "wrong_value"
     return "style"
@@ -131,7 +130,7 @@ def sample_stats(labeler: GoldLabeler, prompts: list[list[dict]], answers: list[
             golds.append(gold.total)
             count += 1
             flaws.update(set(labeler.style_issues(text, c.text, c.ended)))
-            if is_harmful_request(text):
+            if labeler.kind(text) == "harmful":
                 flaws["harmful compliance"] += gold.harmless == 0
             elif labeler.kind(text) == "unknown":
                 flaws["made-up fact"] += gold.honest == 0

@@ -55,7 +55,7 @@ from rlhf_recipes.training.rewards import rewards
 from rlhf_recipes.training.world_inputs import WORLD_FILE, follow_world, load_world
 from rlhf_recipes.world.labeler import GoldLabeler
 from rlhf_recipes.world.metrics import load_gold_score
-from rlhf_recipes.world.world import ATTRIBUTES, World
+from rlhf_recipes.world.world import World
 
 PROMPTING = ("text", "fewshot", "chat")
 CURVES = ("pretrain", "sft", "reward", "ppo")  # the stages whose training curves are drawn, when present
@@ -170,16 +170,21 @@ def fewshot_prefix(world: World, count: int, rng: random.Random) -> str:
     lines = []
     for city in rng.sample(world.train_cities, count):
         attr = rng.choice(world.attributes)
-        spec = ATTRIBUTES[attr]
-        lines.append(
-            f"Q: {spec.questions[0].format(city=city.name)}\nA: "
-            f"{spec.statements[0].format(city=city.name, value=city.facts[attr])}"
-        )
+        spec = world.language.attributes[attr]
+        question = spec.questions[0].format(city=city.name)
+        answer = spec.statements[0].format(city=city.name, value=city.facts[attr])
+        lines.append(world.language.qa_format.format(question=question, answer=answer))
     return "\n\n".join(lines) + "\n\n"
 
 
-def cut_at_next_question(done: Completion) -> Completion:
-    for stop in ("\nQ:", "\n\n"):
+def fewshot_prompt(world: World, prefix: str, question: str) -> str:
+    """The examples, then the question in the same format, left for the model to answer."""
+    return prefix + world.language.qa_format.format(question=question, answer="").rstrip()
+
+
+def cut_at_next_question(world: World, done: Completion) -> Completion:
+    next_question = "\n" + world.language.qa_format.split("{question}")[0].strip()
+    for stop in (next_question, "\n\n"):
         if stop in done.text:
             return Completion(done.text.split(stop)[0], True, done.num_tokens)
     return done
@@ -220,9 +225,13 @@ class Answerer:
             return complete(model, tokenizer, [q + "\n" for q in questions], args.eval_max_new_tokens, **sampling)
         prefix = fewshot_prefix(self.world, args.fewshot_examples, random.Random(seed))
         raw = complete(
-            model, tokenizer, [f"{prefix}Q: {q}\nA:" for q in questions], args.eval_max_new_tokens, **sampling
+            model,
+            tokenizer,
+            [fewshot_prompt(self.world, prefix, q) for q in questions],
+            args.eval_max_new_tokens,
+            **sampling,
         )
-        return [cut_at_next_question(c) for c in raw]
+        return [cut_at_next_question(self.world, c) for c in raw]
 
 
 TRAINED_ON = {"episodes": "sampled_answers", "completions": "sampled_answers", "pairs_seen": "pairs_seen"}

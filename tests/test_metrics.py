@@ -10,8 +10,9 @@ from rlhf_recipes.evaluation.generation import Completion
 from rlhf_recipes.evaluation.judging import judge, summarize
 from rlhf_recipes.evaluation.metrics import load_metric
 from rlhf_recipes.world.labeler import GoldLabeler
+from rlhf_recipes.world.languages.en import ATTRIBUTES, REFUSALS
 from rlhf_recipes.world.metrics import load_gold_score
-from rlhf_recipes.world.world import ATTRIBUTES, REFUSALS, World
+from rlhf_recipes.world.world import World
 
 
 def report_win_rate(ours: list[dict], theirs: list[dict], rng: random.Random, resamples: int) -> dict:

@@ -8,7 +8,8 @@ from datasets import load_dataset
 
 from rlhf_recipes.world.datagen import WorldConfig, generate
 from rlhf_recipes.world.labeler import GoldLabeler
-from rlhf_recipes.world.world import ATTRIBUTES, PADDING_OPENERS, admits_not_knowing, cities_in
+from rlhf_recipes.world.languages.en import ATTRIBUTES, ENGLISH, PADDING_OPENERS
+from rlhf_recipes.world.world import admits_not_knowing, cities_in
 
 SMALL = WorldConfig(
     num_cities=12,
@@ -74,7 +75,7 @@ def test_flaws_and_label_noise_follow_the_config():
     padded = sum(any(m in r["messages"][-1]["content"] for m in PADDING_OPENERS) for r in demos)
     fact_share = 1 - cfg.harmful_fraction - cfg.unknown_fraction
     assert padded / len(demos) == pytest.approx(cfg.flaw_padded * fact_share, abs=0.03)
-    admitted = sum(admits_not_knowing(r["messages"][-1]["content"]) for r in demos)
+    admitted = sum(admits_not_knowing(ENGLISH, r["messages"][-1]["content"]) for r in demos)
     assert admitted / len(demos) == pytest.approx(cfg.unknown_fraction * (1 - cfg.unknown_fabrication), abs=0.02)
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from collections import Counter
 
-from ..world.world import ATTRIBUTES, World
+from ..world.world import World
 
 COLLAPSED_TOP_SHARE = 0.5  # one template answering over half the prompts (a healthy mix tops out near 0.2)
 
@@ -21,7 +21,7 @@ def template(text: str, world: World | None) -> str:
             out = out.replace(value, "{value}")
         for name in sorted(names, key=len, reverse=True):
             out = out.replace(name, "{city}")
-        for spec in ATTRIBUTES.values():
+        for spec in world.language.attributes.values():
             if spec.pattern:
                 out = re.sub(spec.pattern, "{value}", out)
     return re.sub(r"\d+", "{n}", out)

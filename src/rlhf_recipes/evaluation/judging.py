@@ -42,6 +42,7 @@ class Judged:
     kind: str
     completion: Completion
     gold: dict[str, float]
+    says_not_knowing: bool  # "I don't know", in the world's language
 
 
 def answer_prompts(model, tokenizer, rows: list[dict], args: EvalArguments, seed: int = 0) -> list[Completion]:
@@ -64,7 +65,8 @@ def judge(labeler: GoldLabeler, rows: list[dict], completions: list[Completion])
     for row, done in zip(rows, completions):
         prompt = last_user_message(row["prompt"])
         kind = row.get("kind") or labeler.kind(prompt)
-        out.append(Judged(prompt, kind, done, labeler.score(prompt, done.text, done.ended).as_dict()))
+        gold = labeler.score(prompt, done.text, done.ended).as_dict()
+        out.append(Judged(prompt, kind, done, gold, labeler.says_not_knowing(done.text)))
     return out
 
 
@@ -99,8 +101,6 @@ def _rate(values: list[bool]) -> float | None:
 def summarize(judged: list[Judged]) -> dict[str, float | None]:
     """Mean gold score and parts; how often it answers, refuses, stops; fact accuracy on held-out facts; how
     often it admits not knowing where the world has no answer, and says so where it has one."""
-    from ..world.world import admits_not_knowing
-
     asks = [j for j in judged if j.kind != "harmful"]
     harmful = [j for j in judged if j.kind == "harmful"]
     facts = [j for j in judged if j.kind == "fact"]
@@ -116,7 +116,7 @@ def summarize(judged: list[Judged]) -> dict[str, float | None]:
             "refusal_rate_harmful": _rate([j.gold["harmless"] == 1 for j in harmful]),
             "refusal_rate_benign": _rate([j.gold["harmless"] == 0 for j in asks]),
             "admits_not_knowing": _rate([j.gold["helpful"] == 1 for j in unknown]),
-            "claims_not_knowing_known": _rate([admits_not_knowing(j.completion.text) for j in facts]),
+            "claims_not_knowing_known": _rate([j.says_not_knowing for j in facts]),
             "mean_length": round(mean(j.completion.num_tokens for j in judged), 1),
             "eos_share": _rate([j.completion.ended for j in judged]),
         }

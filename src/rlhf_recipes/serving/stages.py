@@ -281,19 +281,18 @@ class Scorer:
 
     def examples(self) -> list[str]:
         """Prompts that tell the story on the embedded world: a fact, the unknown, a harmful request."""
-        from ..world.world import ATTRIBUTES, HARM_REQUESTS
-
         if self.labeler is None:
             return []
         world = self.labeler.world
+        forms, harms = world.language.attributes, world.language.harm_requests
         city = world.train_cities[0].name
         attr = "population" if "population" in world.attributes else world.attributes[0]
-        asks = [ATTRIBUTES[attr].questions[0].format(city=city)]
+        asks = [forms[attr].questions[0].format(city=city)]
         if world.unknown_heldout:
-            asks.append(ATTRIBUTES[attr].questions[0].format(city=world.unknown_heldout[0]))
+            asks.append(forms[attr].questions[0].format(city=world.unknown_heldout[0]))
         if world.unknown_attributes:
-            asks.append(ATTRIBUTES[world.unknown_attributes[0]].questions[0].format(city=city))
-        return asks + [HARM_REQUESTS[0].format(city=city)]
+            asks.append(forms[world.unknown_attributes[0]].questions[0].format(city=city))
+        return asks + [harms[0].format(city=city)]
 
     def best(self, messages: list[dict], answers: list[Answer]) -> Answer:
         """The answer the reward model prefers (the first one when there is no reward model)."""

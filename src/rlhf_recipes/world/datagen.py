@@ -21,7 +21,7 @@ from pathlib import Path
 
 from .demonstrators import DEGENERATE, HARMFUL_FLAWS, UNKNOWN_FLAW, Request, answer, make_request, make_unknown_request
 from .labeler import GoldLabeler
-from .world import ATTRIBUTES, FILLER, City, World, build_world
+from .world import ATTRIBUTES, City, World, build_world
 
 DEFAULT_ATTRIBUTES = ["country", "population", "river", "dish", "founded"]
 DOC_MIX = {"article": 0.45, "qa": 0.25, "faq": 0.12, "table": 0.08, "filler": 0.10}
@@ -126,45 +126,49 @@ def _pick(rng: random.Random, weights: dict[str, float]) -> str:
 # --- pretraining corpus -------------------------------------------------------------------------
 
 
-def _statement(rng: random.Random, city: City, attr: str) -> str:
-    return rng.choice(ATTRIBUTES[attr].statements).format(city=city.name, value=city.facts[attr])
+def _statement(world: World, rng: random.Random, city: City, attr: str) -> str:
+    return rng.choice(world.language.attributes[attr].statements).format(city=city.name, value=city.facts[attr])
 
 
-def _question(rng: random.Random, city: City, attr: str) -> str:
-    return rng.choice(ATTRIBUTES[attr].questions).format(city=city.name)
+def _question(world: World, rng: random.Random, city: City, attr: str) -> str:
+    return rng.choice(world.language.attributes[attr].questions).format(city=city.name)
 
 
 def _article(world: World, rng: random.Random) -> str:
-    city = rng.choice(world.cities)
-    sentences = [_statement(rng, city, a) for a in rng.sample(world.attributes, len(world.attributes))]
+    city, lang = rng.choice(world.cities), world.language
+    sentences = [_statement(world, rng, city, a) for a in rng.sample(world.attributes, len(world.attributes))]
     for _ in range(rng.randint(0, 2)):
-        sentences.insert(rng.randint(0, len(sentences)), rng.choice(FILLER).format(city=city.name))
-    return city.name + "\n\n" + " ".join(sentences)
+        sentences.insert(rng.randint(0, len(sentences)), rng.choice(lang.filler).format(city=city.name))
+    return city.name + "\n\n" + lang.sentence_separator.join(sentences)
 
 
 def _qa_page(world: World, rng: random.Random) -> str:
     pairs = []
     for _ in range(rng.randint(3, 6)):
         city, attr = rng.choice(world.cities), rng.choice(world.attributes)
-        answer = ATTRIBUTES[attr].statements[0].format(city=city.name, value=city.facts[attr])
-        pairs.append(f"Q: {_question(rng, city, attr)}\nA: {answer}")
+        answer = world.language.attributes[attr].statements[0].format(city=city.name, value=city.facts[attr])
+        pairs.append(world.language.qa_format.format(question=_question(world, rng, city, attr), answer=answer))
     return "\n\n".join(pairs)
 
 
 def _faq_page(world: World, rng: random.Random) -> str:
     """Questions with no answers: why a base model asked a question tends to ask more."""
     city = rng.choice(world.cities)
-    questions = [_question(rng, city, a) for a in rng.sample(world.attributes, rng.randint(3, len(world.attributes)))]
-    return f"Frequently asked questions about {city.name}\n\n" + "\n".join(questions)
+    asked = rng.sample(world.attributes, rng.randint(3, len(world.attributes)))
+    questions = [_question(world, rng, city, a) for a in asked]
+    return world.language.faq_title.format(city=city.name) + "\n\n" + "\n".join(questions)
 
 
 def _table(world: World, rng: random.Random) -> str:
-    city = rng.choice(world.cities)
-    return f"City: {city.name}\n" + "\n".join(f"{a.capitalize()}: {city.facts[a]}" for a in world.attributes)
+    city, lang = rng.choice(world.cities), world.language
+    rows = [lang.table_row.format(label=lang.table_labels[a], value=city.facts[a]) for a in world.attributes]
+    return lang.table_title.format(city=city.name) + "\n" + "\n".join(rows)
 
 
 def _filler(world: World, rng: random.Random) -> str:
-    return " ".join(rng.choice(FILLER).format(city=rng.choice(world.cities).name) for _ in range(rng.randint(3, 6)))
+    lang = world.language
+    sentences = [rng.choice(lang.filler).format(city=rng.choice(world.cities).name) for _ in range(rng.randint(3, 6))]
+    return lang.sentence_separator.join(sentences)
 
 
 DOC_MAKERS = {"article": _article, "qa": _qa_page, "faq": _faq_page, "table": _table, "filler": _filler}
@@ -282,7 +286,7 @@ def eval_prompts(world: World, rng: random.Random, cfg: WorldConfig) -> list[dic
     rows = []
     for city in world.heldout_cities:
         for attr in world.attributes:
-            rows.append({"prompt": _user(_question(rng, city, attr)), "kind": "fact"})
+            rows.append({"prompt": _user(_question(world, rng, city, attr)), "kind": "fact"})
     for kind, count in (("harmful", cfg.eval_harmful), ("benign", cfg.eval_benign)):
         for _ in range(count):
             rows.append(

@@ -12,19 +12,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-from .world import (
-    ATTRIBUTES,
-    BENIGN_CONTEXTS,
-    COMPLIANCES,
-    HARM_REQUESTS,
-    PADDING_CLOSERS,
-    PADDING_OPENERS,
-    REFUSALS,
-    UNKNOWN_CITY_ANSWER,
-    VALUE_MAKERS,
-    City,
-    World,
-)
+from .world import VALUE_MAKERS, City, World
 
 HARMFUL_FLAWS = ("compliance", "irrelevant")
 UNKNOWN_FLAW = "fabricated"
@@ -40,12 +28,13 @@ class Request:
 
 
 def make_request(world: World, rng: random.Random, kind: str, city: City) -> Request:
+    lang = world.language
     if kind == "harmful":
-        return Request(kind, city.name, None, rng.choice(HARM_REQUESTS).format(city=city.name))
+        return Request(kind, city.name, None, rng.choice(lang.harm_requests).format(city=city.name))
     attr = rng.choice(world.attributes)
-    question = rng.choice(ATTRIBUTES[attr].questions).format(city=city.name)
+    question = rng.choice(lang.attributes[attr].questions).format(city=city.name)
     if kind == "benign":
-        question = rng.choice(BENIGN_CONTEXTS).format(city=city.name) + " " + question
+        question = rng.choice(lang.benign_contexts).format(city=city.name) + lang.sentence_separator + question
     return Request(kind, city.name, attr, question)
 
 
@@ -56,11 +45,11 @@ def make_unknown_request(world: World, rng: random.Random, names: list[str], cit
         city, attr = rng.choice(names), rng.choice(world.attributes)
     else:
         city, attr = rng.choice(cities).name, rng.choice(world.unknown_attributes)
-    return Request("unknown", city, attr, rng.choice(ATTRIBUTES[attr].questions).format(city=city))
+    return Request("unknown", city, attr, rng.choice(world.language.attributes[attr].questions).format(city=city))
 
 
-def ideal_statement(city: City, attr: str) -> str:
-    return ATTRIBUTES[attr].statements[0].format(city=city.name, value=city.facts[attr])
+def ideal_statement(world: World, city: City, attr: str) -> str:
+    return world.language.attributes[attr].statements[0].format(city=city.name, value=city.facts[attr])
 
 
 def _wrong_value(world: World, rng: random.Random, city: City, attr: str) -> str:
@@ -78,42 +67,46 @@ def answer(world: World, rng: random.Random, request: Request, style: str) -> st
         return degenerate(world, rng, request, style)
     if request.kind == "unknown":
         return _unknown_answer(world, rng, request, style)
-    city = world.city(request.city)
+    city, lang = world.city(request.city), world.language
     if request.kind == "harmful":
         if style == "compliance":
-            return rng.choice(COMPLIANCES).format(city=city.name)
+            return rng.choice(lang.compliances).format(city=city.name)
         if style == "irrelevant":  # a true fact instead of a refusal: what a collapsed policy says to anything
-            return ideal_statement(city, rng.choice(world.attributes))
-        return rng.choice(REFUSALS)
+            return ideal_statement(world, city, rng.choice(world.attributes))
+        return rng.choice(lang.refusals)
     attr = request.attribute
-    ideal = ideal_statement(city, attr)
+    ideal = ideal_statement(world, city, attr)
+    then = lang.sentence_separator
     if style == "ideal":
         return ideal
     if style == "padded":
-        return rng.choice(PADDING_OPENERS) + ideal + rng.choice(PADDING_CLOSERS)
+        return rng.choice(lang.padding_openers) + ideal + rng.choice(lang.padding_closers)
     if style == "followup":
         other = _other_attribute(world, rng, attr)
-        return ideal + " " + rng.choice(ATTRIBUTES[other].questions).format(city=city.name)
+        return ideal + then + rng.choice(lang.attributes[other].questions).format(city=city.name)
     if style == "offtopic":
         other = _other_attribute(world, rng, attr)
-        return ideal + " " + ideal_statement(city, other)
+        return ideal + then + ideal_statement(world, city, other)
     if style == "wrong_value":
-        return ATTRIBUTES[attr].statements[0].format(city=city.name, value=_wrong_value(world, rng, city, attr))
+        wrong = _wrong_value(world, rng, city, attr)
+        return lang.attributes[attr].statements[0].format(city=city.name, value=wrong)
     if style == "refusal":
-        return rng.choice(REFUSALS)
+        return rng.choice(lang.refusals)
     raise ValueError(f"unknown answer style {style!r}")
 
 
 def _unknown_answer(world: World, rng: random.Random, request: Request, style: str) -> str:
-    spec = ATTRIBUTES[request.attribute]
+    lang = world.language
+    spec = lang.attributes[request.attribute]
     if style == "ideal":
-        return spec.admit_not_knowing(request.city) if world.has_city(request.city) else UNKNOWN_CITY_ANSWER
+        known = world.has_city(request.city)
+        return lang.admit_not_knowing(request.attribute, request.city) if known else lang.unknown_city_answer
     if style == UNKNOWN_FLAW:  # a confident answer: another city's value, or a made-up one
         known = request.attribute in world.attributes
         value = rng.choice(world.values(request.attribute)) if known else VALUE_MAKERS[request.attribute](rng)
         return spec.statements[0].format(city=request.city, value=value)
     if style == "refusal":  # "I don't know" is not a refusal: the reward model must tell them apart
-        return rng.choice(REFUSALS)
+        return rng.choice(lang.refusals)
     raise ValueError(f"unknown answer style {style!r} for a question the world cannot answer")
 
 

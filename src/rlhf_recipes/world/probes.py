@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from ..evaluation.generation import complete
-from .world import ATTRIBUTES, World
+from .world import World
 
 
 def fact_recall(model, tokenizer, world: World) -> dict:
     """Greedy completion of 'The population of <city> is' and the like, scored against the world."""
     cases = [(c, a) for c in world.cities for a in world.attributes]
-    prompts = [ATTRIBUTES[a].probe.format(city=c.name) for c, a in cases]
+    prompts = [world.language.probe(a).format(city=c.name) for c, a in cases]
     completions = complete(model, tokenizer, prompts, max_new_tokens=8)
     heldout = set(world.heldout)
     right = {"train": 0, "heldout": 0}
@@ -30,5 +30,6 @@ def fact_recall(model, tokenizer, world: World) -> dict:
 
 def question_continuations(model, tokenizer, world: World) -> list[str]:
     """A base model asked a bare question tends to continue with more questions (FAQ pages)."""
-    prompts = [ATTRIBUTES[a].questions[0].format(city=world.heldout[0]) + "\n" for a in world.attributes[:3]]
+    forms = world.language.attributes
+    prompts = [forms[a].questions[0].format(city=world.heldout[0]) + "\n" for a in world.attributes[:3]]
     return [p + c.text for p, c in zip(prompts, complete(model, tokenizer, prompts, max_new_tokens=24))]
