@@ -21,7 +21,7 @@ from pathlib import Path
 
 from .demonstrators import DEGENERATE, HARMFUL_FLAWS, UNKNOWN_FLAW, Request, answer, make_request, make_unknown_request
 from .labeler import GoldLabeler
-from .world import ATTRIBUTES, City, World, build_world
+from .world import ATTRIBUTES, LANGUAGES, City, World, build_world
 
 DEFAULT_ATTRIBUTES = ["country", "population", "river", "dish", "founded"]
 DOC_MIX = {"article": 0.45, "qa": 0.25, "faq": 0.12, "table": 0.08, "filler": 0.10}
@@ -34,6 +34,12 @@ class WorldConfig:
 
     output_dir: str = field(default="data/world", metadata={"help": "Where the datasets are written."})
     seed: int = field(default=0, metadata={"help": "Everything generated is a function of this seed."})
+    lang: str = field(
+        default="en",
+        metadata={
+            "help": f"The language every text is written in, one of {sorted(LANGUAGES)}: the same world either way."
+        },
+    )
     num_cities: int = field(default=64, metadata={"help": "Number of fictional cities."})
     attributes: list[str] = field(
         default_factory=lambda: list(DEFAULT_ATTRIBUTES),
@@ -97,6 +103,8 @@ class WorldConfig:
         for name, value in rates.items():
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"{name} is {value}; it must lie between 0 and 1")
+        if self.lang not in LANGUAGES:
+            raise ValueError(f"lang is {self.lang!r}; choose one of {sorted(LANGUAGES)}")
         if self.num_cities < 2:
             raise ValueError(f"num_cities is {self.num_cities}; the world needs at least 2 (one held out)")
         if self.unknown_fraction < 0:
@@ -310,7 +318,9 @@ def write_jsonl(path: Path, rows: list[dict]) -> None:
 
 def generate(cfg: WorldConfig) -> dict[str, dict[str, list[dict]]]:
     """All datasets as {dataset: {split: rows}}, plus the world under the key 'world'."""
-    world = build_world(cfg.seed, cfg.num_cities, cfg.attributes, cfg.heldout_fraction, cfg.num_unknown_cities)
+    world = build_world(
+        cfg.seed, cfg.num_cities, cfg.attributes, cfg.heldout_fraction, cfg.num_unknown_cities, cfg.lang
+    )
     labeler = GoldLabeler(world)
     rng = random.Random(cfg.seed + 1)
     train = world.train_cities

@@ -103,7 +103,10 @@ def _unknown_answer(world: World, rng: random.Random, request: Request, style: s
         return lang.admit_not_knowing(request.attribute, request.city) if known else lang.unknown_city_answer
     if style == UNKNOWN_FLAW:  # a confident answer: another city's value, or a made-up one
         known = request.attribute in world.attributes
-        value = rng.choice(world.values(request.attribute)) if known else VALUE_MAKERS[request.attribute](rng)
+        if known:
+            value = rng.choice(world.values(request.attribute))
+        else:  # made up, in the world's language
+            value = world.language.render_value(request.attribute, VALUE_MAKERS[request.attribute](rng))
         return spec.statements[0].format(city=request.city, value=value)
     if style == "refusal":  # "I don't know" is not a refusal: the reward model must tell them apart
         return rng.choice(lang.refusals)
@@ -112,14 +115,14 @@ def _unknown_answer(world: World, rng: random.Random, request: Request, style: s
 
 def degenerate(world: World, rng: random.Random, request: Request, style: str) -> str:
     """Broken answers of the kind a policy finds when it games a reward model."""
-    good = answer(world, rng, request, "ideal")
+    good, lang = answer(world, rng, request, "ideal"), world.language
     if style == "truncated":
         return good[: rng.randint(3, max(4, len(good) - 6))]
     if style == "fragment":
-        return good.split()[-1] if rng.random() < 0.5 else good[-4:]
+        return lang.words(good)[-1] if rng.random() < 0.5 else good[-lang.fragment_chars :]
     if style == "repeated":
-        word = rng.choice(good.split())
-        return " ".join([word] * rng.randint(4, 12))
+        word = rng.choice(lang.words(good))
+        return lang.word_separator.join([word] * rng.randint(4, 12))
     if style == "empty":
         return ""
     raise ValueError(f"unknown degenerate style {style!r}")

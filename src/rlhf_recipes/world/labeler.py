@@ -88,7 +88,7 @@ class GoldLabeler:
             issues.append("too long")
         if not ended or not response.rstrip().endswith(lang.sentence_ends):
             issues.append("unfinished")
-        if re.search(r"\b(\w+)(?:\W+\1\b){2,}", low):
+        if re.search(lang.repetition, low):
             issues.append("repetition")
         if self._offtopic(prompt, response):
             issues.append("off-topic facts")

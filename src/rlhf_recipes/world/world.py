@@ -15,8 +15,9 @@ from pathlib import Path
 
 from .languages import Language
 from .languages.en import ATTRIBUTES, ENGLISH
+from .languages.zh import CHINESE
 
-LANGUAGES = {language.code: language for language in (ENGLISH,)}
+LANGUAGES = {language.code: language for language in (ENGLISH, CHINESE)}
 
 
 COUNTRIES = [
@@ -234,10 +235,11 @@ def city_names(rng: random.Random, n: int) -> list[str]:
 
 
 def build_world(
-    seed: int, num_cities: int, attributes: list[str], heldout_fraction: float, num_unknown: int = 0
+    seed: int, num_cities: int, attributes: list[str], heldout_fraction: float, num_unknown: int = 0, lang: str = "en"
 ) -> World:
     """The cities and their facts, `heldout_fraction` of them held out; `num_unknown` more names of cities
-    it does not have, the same fraction of them held out. The world of a seed does not depend on `num_unknown`."""
+    it does not have, the same fraction of them held out. The world of a seed does not depend on `num_unknown`,
+    nor on its language: `lang` writes the same cities and facts in another language."""
     unknown = [a for a in attributes if a not in ATTRIBUTES]
     if unknown:
         raise ValueError(f"unknown attributes {unknown}; choose from {sorted(ATTRIBUTES)}")
@@ -248,7 +250,18 @@ def build_world(
     num_heldout = max(1, round(num_cities * heldout_fraction))
     heldout = sorted(rng.sample(names, num_heldout))
     unknown_heldout = sorted(rng.sample(strangers, round(num_unknown * heldout_fraction)))
-    return World(cities, heldout, list(attributes), strangers, unknown_heldout)
+    return translate(World(cities, heldout, list(attributes), strangers, unknown_heldout), lang)
+
+
+def translate(world: World, lang: str) -> World:
+    """The same world written in `lang`: every name and fact rendered by that language, the order kept."""
+    if lang not in LANGUAGES:
+        raise ValueError(f"unknown language {lang!r}; choose from {sorted(LANGUAGES)}")
+    language = LANGUAGES[lang]
+    name, value = language.render_name, language.render_value
+    cities = [City(name(c.name), {a: value(a, v) for a, v in c.facts.items()}) for c in world.cities]
+    rendered = [list(map(name, names)) for names in (world.heldout, world.unknown, world.unknown_heldout)]
+    return World(cities, rendered[0], world.attributes, rendered[1], rendered[2], lang)
 
 
 # ---------------------------------------------------------------------------------------------

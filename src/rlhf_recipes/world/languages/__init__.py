@@ -31,8 +31,12 @@ class Attribute:
     pattern: str | None = None
 
 
-def _same(text: str, *_: str) -> str:
-    return text
+def _value_as_is(attr: str, value: str) -> str:
+    return value
+
+
+def _name_as_is(name: str) -> str:
+    return name
 
 
 @dataclass(frozen=True)
@@ -65,8 +69,12 @@ class Language:
     sentence_separator: str  # between two sentences of one text
     max_length: int  # an answer longer than this (in `length` units) is too long
     length: Callable[[str], int]  # words (English) or characters (Chinese)
-    render_value: Callable[[str, str], str] = field(default=_same)  # (attribute, canonical value) -> text
-    render_name: Callable[[str], str] = field(default=_same)  # canonical name (city, country, river) -> text
+    words: Callable[[str], list[str]]  # the units a degenerate answer repeats or keeps one of
+    word_separator: str  # what joins repeated words
+    repetition: str  # a regex matching a unit said three times over: the labeler's "repetition"
+    fragment_chars: int  # a fragment answer keeps this many final characters
+    render_value: Callable[[str, str], str] = field(default=_value_as_is)  # (attribute, canonical value) -> text
+    render_name: Callable[[str], str] = field(default=_name_as_is)  # canonical name (city, country, river) -> text
     table_row: str = "{label}: {value}"  # a fact table's row
 
     def admit_not_knowing(self, attr: str, city: str) -> str:

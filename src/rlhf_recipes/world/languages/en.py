@@ -172,4 +172,8 @@ ENGLISH = Language(
     sentence_separator=" ",
     max_length=30,
     length=lambda text: len(text.split()),
+    words=str.split,
+    word_separator=" ",
+    repetition=r"\b(\w+)(?:\W+\1\b){2,}",
+    fragment_chars=4,
 )
