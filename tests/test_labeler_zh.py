@@ -1,6 +1,7 @@
 """The gold labeler on Chinese answers: the English rules, read in Chinese numbers, units and punctuation."""
 
 import json
+import re
 
 import pytest
 
@@ -113,3 +114,33 @@ def test_each_chinese_demonstration_scores_as_its_english_twin(tmp_path):
     assert len(judged["zh"]) == len(judged["en"]) > 50
     assert judged["zh"] == judged["en"]
     assert {j["total"] for j in judged["zh"]} > {4.0}  # flawed demonstrations too, scored alike
+
+
+@pytest.mark.slow
+def test_a_tiny_chinese_pipeline_learns_to_answer_in_chinese(tmp_path):
+    """Chinese world -> tokenizer -> pretraining -> SFT with the 问：/答： template: SFT answers and stops."""
+    import pretrain
+    import sft
+    import tokenizer
+    from conftest import ROOT, pretrain_args, sft_args
+
+    world = tmp_path / "world"
+    data.main(world_args(world, "--lang", "zh"))
+    tokens = tokenizer.main(
+        ["--config", str(ROOT / "recipes/tiny-zh/tokenizer.yaml"), "--dataset_name", str(world / "pretrain")]
+        + ["--vocab_size", "512", "--output_dir", str(tmp_path / "tokenizer")]
+    )
+    base = pretrain.main(pretrain_args(world, tmp_path / "tokenizer", tmp_path / "pretrain", "--max_steps", "300"))
+    template = str(ROOT / "recipes/tiny-zh/chat_template.jinja")
+    tuned = sft.main(
+        sft_args(
+            world, tmp_path / "pretrain", tmp_path / "sft", "--chat_template_path", template, "--max_steps", "160"
+        )
+    )
+    assert tokens["chars_per_token"] > 1.0  # whole characters and words per token, not 3 bytes a character
+    assert any("？" in q for q in base["question_continuations"])  # a bare question goes on with questions
+    # seconds of training learn the format, not yet the facts: answers that stop, in Chinese sentences
+    assert tuned["sft"]["gold_score"] > tuned["base"]["gold_score"] + 0.3
+    assert tuned["sft"]["eos_share"] > 0.8 > tuned["base"]["eos_share"]
+    answers = [s["sft"] for s in tuned["samples"]]
+    assert all(re.search(r"[\u4e00-\u9fff]", a) for a in answers) and not any("A:" in a for a in answers)
