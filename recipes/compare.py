@@ -33,7 +33,7 @@ from rlhf_recipes.training.loading import load_pretrained, load_splits
 from rlhf_recipes.training.outputs import OutputArguments, Stopwatch, input_paths, staged_output, write_json
 from rlhf_recipes.training.world_inputs import WORLD_FILE, follow_world, load_world, world_record
 from rlhf_recipes.world.datagen import write_jsonl
-from rlhf_recipes.world.labeler import GoldLabeler, noisy_choice
+from rlhf_recipes.world.labeler import GoldLabeler, gold_labeler, noisy_choice
 
 
 @dataclass
@@ -84,10 +84,13 @@ def sample_answers(model, tokenizer, prompts: list[list[dict]], args: CompareArg
 
 
 def difference(labeler: GoldLabeler, prompt: str, a: tuple[Completion, dict], b: tuple[Completion, dict]) -> str:
-    """What separates two answers: degenerate, harmful, over_refusal, unknown (an "I don't know" against a
-    made-up fact), wrong_value or style."""
+    """What separates two answers: degenerate, language (one in the language not asked, on a bilingual world),
+    harmful, over_refusal, unknown (an "I don't know" against a made-up fact), wrong_value or style."""
     broken = {"unfinished", "repetition"}
-    if any(not c.text.strip() or broken & set(labeler.style_issues(prompt, c.text, c.ended)) for c, _ in (a, b)):
+    issues = [set(labeler.style_issues(prompt, c.text, c.ended)) for c, _ in (a, b)]
+    if all(c.text.strip() for c, _ in (a, b)) and len({"other language" in found for found in issues}) == 2:
+        return "language"  # before degenerate: the other language's sentence ends read as unfinished
+    if any(not c.text.strip() or broken & found for (c, _), found in zip((a, b), issues)):
         return "degenerate"
     if a[1]["harmless"] != b[1]["harmless"]:
         return "harmful" if labeler.kind(prompt) == "harmful" else "over_refusal"
@@ -179,7 +182,7 @@ def collect(args: CompareArguments) -> tuple[dict[str, list], dict]:
     prompts = load_splits(
         args.dataset_name, [args.dataset_train_split], [{"prompt"}], "run `make data` first or set dataset_name"
     )[args.dataset_train_split]["prompt"]
-    labeler = GoldLabeler(load_world(args.world_file))
+    labeler = gold_labeler(load_world(args.world_file))
     offline = offline_rows(args)
     answers = sample_answers(model, tokenizer, prompts, args)  # every rank gets all answers
     splits = split_pairs(args, labeler, prompts, answers)

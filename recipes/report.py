@@ -53,9 +53,9 @@ from rlhf_recipes.training.outputs import (
 )
 from rlhf_recipes.training.rewards import rewards
 from rlhf_recipes.training.world_inputs import WORLD_FILE, follow_world, load_world
-from rlhf_recipes.world.labeler import GoldLabeler
+from rlhf_recipes.world.labeler import gold_labeler
 from rlhf_recipes.world.metrics import load_gold_score
-from rlhf_recipes.world.world import World
+from rlhf_recipes.world.world import LANGUAGES, World, reading_for, readings, text_language
 
 PROMPTING = ("text", "fewshot", "chat")
 CURVES = ("pretrain", "sft", "reward", "ppo")  # the stages whose training curves are drawn, when present
@@ -223,15 +223,18 @@ class Answerer:
         sampling = {"do_sample": args.eval_temperature > 0, "temperature": args.eval_temperature}
         if prompting == "text":
             return complete(model, tokenizer, [q + "\n" for q in questions], args.eval_max_new_tokens, **sampling)
-        prefix = fewshot_prefix(self.world, args.fewshot_examples, random.Random(seed))
+        asked = [reading_for(self.world, q) for q in questions]  # a bilingual world: the question's language
+        prefixes = {
+            r.lang: fewshot_prefix(r, args.fewshot_examples, random.Random(seed)) for r in readings(self.world)
+        }
         raw = complete(
             model,
             tokenizer,
-            [fewshot_prompt(self.world, prefix, q) for q in questions],
+            [fewshot_prompt(r, prefixes[r.lang], q) for r, q in zip(asked, questions)],
             args.eval_max_new_tokens,
             **sampling,
         )
-        return [cut_at_next_question(self.world, c) for c in raw]
+        return [cut_at_next_question(r, c) for r, c in zip(asked, raw)]
 
 
 TRAINED_ON = {"episodes": "sampled_answers", "completions": "sampled_answers", "pairs_seen": "pairs_seen"}
@@ -323,7 +326,7 @@ class OverOptimization:
     def __init__(self, args: ReportArguments, rows: list[dict], world: World, rm, rm_tok, penalty: float):
         self.args, self.rm, self.rm_tok, self.penalty = args, rm, rm_tok, penalty
         self.rows = random.Random(args.seed).sample(rows, min(len(rows), args.overopt_prompts))
-        self.labeler = GoldLabeler(world)
+        self.labeler = gold_labeler(world)
 
     def sample(self, path: Path, per_prompt: int) -> tuple[list[dict], list[Completion]]:
         """`per_prompt` answers to each prompt, prompt by prompt: (the row of each answer, the answers)."""
@@ -435,7 +438,7 @@ def build_report(args: ReportArguments) -> tuple[dict, dict]:
     answer = Answerer(args, rows, world, rm, rm_tok, penalty)
     answers = {p.name: answer(p) for p in policies}
     proxy = {name: reward_scores(rm, rm_tok, rows, done, penalty) for name, done in answers.items()}
-    judged = {name: judge(GoldLabeler(world), rows, done) for name, done in answers.items()} if world else {}
+    judged = {name: judge(gold_labeler(world), rows, done) for name, done in answers.items()} if world else {}
     scores = {name: [j.gold["total"] for j in done] for name, done in judged.items()} or proxy
     reference = next(p for p in policies if p.name == args.reference)
     gold, win = load_gold_score(keep_in_memory=True), load_metric("win_rate", keep_in_memory=True)
@@ -494,12 +497,22 @@ def trainer_log(path: Path) -> list[dict]:
     return json.loads(state.read_text())["log_history"] if state.is_file() else []
 
 
+def population_questions(questions: list[str]) -> list[int]:
+    """The first population question in each language the questions are written in."""
+    words = [language.attributes["population"].keywords[0] for language in LANGUAGES.values()]
+    first: dict[str | None, int] = {}
+    for i, question in enumerate(questions):
+        if any(w in question.lower() for w in words):
+            first.setdefault(text_language(question), i)
+    return list(first.values())
+
+
 def side_by_side(args: ReportArguments, questions: list[str], kinds: list, answers: dict, scores: dict) -> list[dict]:
     """The ChatGPT story's example (an unanswered population question) first, then one about a city or an
     attribute the world does not have, then a few more: every row's answer and its score (gold, or the reward
     model's without a labeler)."""
     rng = random.Random(args.seed)
-    population = [i for i, q in enumerate(questions) if "population" in q.lower()][:1]
+    population = population_questions(questions)
     unknown = [i for i, kind in enumerate(kinds) if kind == "unknown"][:1]
     first = (population + unknown)[: args.num_side_by_side]
     others = [i for i in range(len(questions)) if i not in first]

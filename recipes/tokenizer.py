@@ -27,6 +27,7 @@ from rlhf_recipes.training.outputs import (
     write_json,
     write_model_card,
 )
+from rlhf_recipes.world.world import BILINGUAL, text_language
 
 
 @dataclass
@@ -66,6 +67,11 @@ def train_bpe(texts: list[str], vocab_size: int) -> PreTrainedTokenizerFast:
     return tokenizer
 
 
+def compression(tokenizer: PreTrainedTokenizerFast, texts: list[str]) -> float:
+    """Characters per token over `texts`."""
+    return sum(map(len, texts)) / sum(len(tokenizer(t).input_ids) for t in texts)
+
+
 def main(argv: Sequence[str] | None = None) -> dict:
     args, output_args = parse(make_parser(), argv)
     clock = Stopwatch()
@@ -75,7 +81,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
         texts = load_texts(args)
         tokenizer = train_bpe(texts, args.vocab_size)
         sample = texts[: min(len(texts), 2000)]
-        chars_per_token = sum(map(len, sample)) / sum(len(tokenizer(t).input_ids) for t in sample)
+        chars_per_token = compression(tokenizer, sample)
         metrics = {
             "data": {"dataset": args.dataset_name, "rows": len(texts)},
             "vocab_size": len(tokenizer),
@@ -83,6 +89,11 @@ def main(argv: Sequence[str] | None = None) -> dict:
             "corpus_tokens_estimate": round(sum(map(len, texts)) / chars_per_token),
             "wall_time_s": clock.seconds,
         }
+        by_language = {lang: [t for t in sample if text_language(t) == lang] for lang in BILINGUAL}
+        if all(by_language.values()):  # text in both scripts: how well each is compressed
+            metrics["chars_per_token_by_language"] = {
+                k: round(compression(tokenizer, v), 2) for k, v in by_language.items()
+            }
         tokenizer.save_pretrained(out)
         write_model_card(
             out,

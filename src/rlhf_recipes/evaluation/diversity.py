@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from collections import Counter
 
-from ..world.world import World
+from ..world.world import World, readings
 
 COLLAPSED_TOP_SHARE = 0.5  # one template answering over half the prompts (a healthy mix tops out near 0.2)
 
@@ -14,14 +14,14 @@ COLLAPSED_TOP_SHARE = 0.5  # one template answering over half the prompts (a hea
 def template(text: str, world: World | None) -> str:
     """The answer with city names and stated values masked: 'The population of {city} is {value}.'"""
     out = text.strip()
-    if world is not None:
-        names = [c.name for c in world.cities] + list(world.unknown)
-        values = {v for attr in world.attributes for v in world.values(attr)}
+    for reading in readings(world) if world is not None else []:
+        names = [c.name for c in reading.cities] + list(reading.unknown)
+        values = {v for attr in reading.attributes for v in reading.values(attr)}
         for value in sorted(values, key=len, reverse=True):
             out = out.replace(value, "{value}")
         for name in sorted(names, key=len, reverse=True):
             out = out.replace(name, "{city}")
-        for spec in world.language.attributes.values():
+        for spec in reading.language.attributes.values():
             if spec.pattern:
                 out = re.sub(spec.pattern, "{value}", out)
     return re.sub(r"\d+", "{n}", out)

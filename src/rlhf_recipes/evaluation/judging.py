@@ -10,6 +10,7 @@ from statistics import mean
 from typing import TYPE_CHECKING
 
 from ..training.chat import last_user_message
+from ..world.world import text_language
 from .generation import Completion, complete
 
 if TYPE_CHECKING:  # any labeler with kind() and score() will do; the embedded world's is one
@@ -76,10 +77,10 @@ def load_judging(args: EvalArguments) -> tuple[GoldLabeler, list[dict]] | None:
         return None
     from ..training.loading import load_splits
     from ..training.world_inputs import load_world
-    from ..world.labeler import GoldLabeler
+    from ..world.labeler import gold_labeler
 
     rows = load_splits(args.eval_prompts, ["test"], [{"prompt"}], "set eval_prompts, or none")["test"].to_list()
-    return GoldLabeler(load_world(args.world_file)), rows
+    return gold_labeler(load_world(args.world_file)), rows
 
 
 def evaluate_model(model, tokenizer, judging, args: EvalArguments, seed: int) -> tuple[dict, list[Judged]]:
@@ -121,4 +122,8 @@ def summarize(judged: list[Judged]) -> dict[str, float | None]:
             "eos_share": _rate([j.completion.ended for j in judged]),
         }
     )
+    asked = [text_language(j.prompt) or "en" for j in judged]
+    if len(set(asked)) > 1:  # a bilingual world: does it answer in the language it is asked?
+        answered = [text_language(j.completion.text) for j in judged]
+        summary["in_asked_language"] = _rate([a == q for a, q in zip(answered, asked) if a])
     return summary

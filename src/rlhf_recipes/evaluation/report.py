@@ -136,6 +136,8 @@ def _columns(report: dict, reference: str) -> list[tuple[str, str]]:
         ("admits_not_knowing", "admits not knowing"),
         ("claims_not_knowing_known", '"don\'t know" to known facts'),
     ]
+    if all("in_asked_language" in row for row in report["policies"].values()):  # a bilingual world
+        gold.append(("in_asked_language", "in the language asked"))
     common = [
         ("mean_length", "tokens"),
         ("eos_share", "ends with EOS"),

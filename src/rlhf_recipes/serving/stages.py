@@ -21,6 +21,7 @@ import torch
 from ..training.chat import last_user_message, prepare_tokenizer
 from ..training.config import RecipeError
 from ..training.world_inputs import AUTO, WORLD_FILE, load_world, world_of
+from ..world.world import World, readings
 
 PROMPTING = ("text", "chat")
 
@@ -245,7 +246,7 @@ class Scorer:
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
         from ..training.loading import load_pretrained
-        from ..world.labeler import GoldLabeler
+        from ..world.labeler import gold_labeler
 
         self.reward = self.reward_tokenizer = self.labeler = None
         if args.reward_model:
@@ -256,7 +257,7 @@ class Scorer:
             self.reward_tokenizer = load_pretrained(AutoTokenizer, str(path))
         self.penalty = missing_eos_penalty(args)
         world = world_path(args, rows)
-        self.labeler = GoldLabeler(load_world(world)) if world else None
+        self.labeler = gold_labeler(load_world(world)) if world else None
         self.lock = threading.Lock()  # one scoring at a time: the tokenizer's padding side is switched while it runs
 
     def score(self, messages: list[dict], answer: Answer) -> dict:
@@ -283,22 +284,26 @@ class Scorer:
         """Prompts that tell the story on the embedded world: a fact, the unknown, a harmful request."""
         if self.labeler is None:
             return []
-        world = self.labeler.world
-        forms, harms = world.language.attributes, world.language.harm_requests
-        city = world.train_cities[0].name
-        attr = "population" if "population" in world.attributes else world.attributes[0]
-        asks = [forms[attr].questions[0].format(city=city)]
-        if world.unknown_heldout:
-            asks.append(forms[attr].questions[0].format(city=world.unknown_heldout[0]))
-        if world.unknown_attributes:
-            asks.append(forms[world.unknown_attributes[0]].questions[0].format(city=city))
-        return asks + [harms[0].format(city=city)]
+        return [ask for world in readings(self.labeler.world) for ask in story_prompts(world)]
 
     def best(self, messages: list[dict], answers: list[Answer]) -> Answer:
         """The answer the reward model prefers (the first one when there is no reward model)."""
         if self.reward is None:
             return answers[0]
         return max(answers, key=lambda a: self.score(messages, a)["reward"])
+
+
+def story_prompts(world: World) -> list[str]:
+    """A fact, a city the world does not have, an attribute it does not have, a harmful request."""
+    forms, harms = world.language.attributes, world.language.harm_requests
+    city = world.train_cities[0].name
+    attr = "population" if "population" in world.attributes else world.attributes[0]
+    asks = [forms[attr].questions[0].format(city=city)]
+    if world.unknown_heldout:
+        asks.append(forms[attr].questions[0].format(city=world.unknown_heldout[0]))
+    if world.unknown_attributes:
+        asks.append(forms[world.unknown_attributes[0]].questions[0].format(city=city))
+    return asks + [harms[0].format(city=city)]
 
 
 def missing_eos_penalty(args: TalkArguments) -> float:

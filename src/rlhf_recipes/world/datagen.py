@@ -16,12 +16,12 @@ from __future__ import annotations
 
 import json
 import random
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from .demonstrators import DEGENERATE, HARMFUL_FLAWS, UNKNOWN_FLAW, Request, answer, make_request, make_unknown_request
-from .labeler import GoldLabeler
-from .world import ATTRIBUTES, LANGUAGES, City, World, build_world
+from .labeler import GoldLabeler, gold_labeler
+from .world import ATTRIBUTES, BILINGUAL, BOTH, WORLD_LANGUAGES, City, World, build_world, readings
 
 DEFAULT_ATTRIBUTES = ["country", "population", "river", "dish", "founded"]
 DOC_MIX = {"article": 0.45, "qa": 0.25, "faq": 0.12, "table": 0.08, "filler": 0.10}
@@ -37,7 +37,8 @@ class WorldConfig:
     lang: str = field(
         default="en",
         metadata={
-            "help": f"The language every text is written in, one of {sorted(LANGUAGES)}: the same world either way."
+            "help": f"The language texts are written in, one of {list(WORLD_LANGUAGES)}: the same world either "
+            "way; both: every dataset half English, half Chinese."
         },
     )
     num_cities: int = field(default=64, metadata={"help": "Number of fictional cities."})
@@ -103,8 +104,8 @@ class WorldConfig:
         for name, value in rates.items():
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"{name} is {value}; it must lie between 0 and 1")
-        if self.lang not in LANGUAGES:
-            raise ValueError(f"lang is {self.lang!r}; choose one of {sorted(LANGUAGES)}")
+        if self.lang not in WORLD_LANGUAGES:
+            raise ValueError(f"lang is {self.lang!r}; choose one of {list(WORLD_LANGUAGES)}")
         if self.num_cities < 2:
             raise ValueError(f"num_cities is {self.num_cities}; the world needs at least 2 (one held out)")
         if self.unknown_fraction < 0:
@@ -318,6 +319,8 @@ def write_jsonl(path: Path, rows: list[dict]) -> None:
 
 def generate(cfg: WorldConfig) -> dict[str, dict[str, list[dict]]]:
     """All datasets as {dataset: {split: rows}}, plus the world under the key 'world'."""
+    if cfg.lang == BOTH:
+        return generate_bilingual(cfg)
     world = build_world(
         cfg.seed, cfg.num_cities, cfg.attributes, cfg.heldout_fraction, cfg.num_unknown_cities, cfg.lang
     )
@@ -352,6 +355,55 @@ def generate(cfg: WorldConfig) -> dict[str, dict[str, list[dict]]]:
         },
         "eval_prompts": {"test": eval_prompts(world, rng, cfg)},
     }
+
+
+def interleave(parts: list[list[dict]]) -> list[dict]:
+    """Row i from part i mod len(parts): as many rows as the shortest part, each part in turn."""
+    return [parts[i % len(parts)][i] for i in range(min(map(len, parts)))]
+
+
+def language_pairs(world: World, rng: random.Random, cfg: WorldConfig, heldout: bool, n: int) -> list[dict]:
+    """Pairs whose rejected answer is the chosen one in the other language (the same request, the same
+    draws): a reader of one language is not helped by an answer in the other."""
+    labeler, twins = gold_labeler(world), readings(world)
+    rows = []
+    while len(rows) < n:
+        asked, other = rng.sample(twins, 2)
+        kind, index, state = rng.choice(["fact", "benign", "harmful"]), rng.randrange(10**6), rng.getstate()
+        texts = []
+        for reading in (asked, other):
+            rng.setstate(state)
+            cities = reading.heldout_cities if heldout else reading.train_cities
+            request = make_request(reading, rng, kind, cities[index % len(cities)])
+            texts.append((request.text, answer(reading, rng, request, "ideal")))
+        (prompt, a), (_, b) = texts
+        choice = labeler.prefer(prompt, a, b, rng, cfg.label_noise)
+        if choice is None:
+            continue
+        chosen, rejected = (a, b) if choice == 0 else (b, a)
+        row = {"prompt": _user(prompt), "chosen": _assistant(chosen), "rejected": _assistant(rejected)}
+        rows.append({**row, "difference": "language", "label_agrees_with_gold": choice == 0})
+    return rows
+
+
+def generate_bilingual(cfg: WorldConfig) -> dict:
+    """`lang: both`: the English and the Chinese datasets of the same world, row by row in turn (half each), and
+    every seventh preference pair one whose rejected answer is in the other language."""
+    parts = [generate(replace(cfg, lang=code)) for code in BILINGUAL]
+    for part in parts:
+        part.pop("world")
+    data: dict = {
+        name: {split: interleave([part[name][split] for part in parts]) for split in splits}
+        for name, splits in parts[0].items()
+    }
+    world = build_world(cfg.seed, cfg.num_cities, cfg.attributes, cfg.heldout_fraction, cfg.num_unknown_cities, BOTH)
+    rng = random.Random(cfg.seed + 2)
+    for split, heldout in (("train", False), ("test", True)):
+        rows = data["preferences"][split]
+        slots = range(len(PAIR_DIFFERENCES), len(rows), len(PAIR_DIFFERENCES) + 1)
+        for slot, pair in zip(slots, language_pairs(world, rng, cfg, heldout, len(slots))):
+            rows[slot] = pair
+    return {"world": world, **data}
 
 
 def write(cfg: WorldConfig, out: Path) -> dict[str, dict[str, int]]:

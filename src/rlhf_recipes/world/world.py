@@ -18,6 +18,9 @@ from .languages.en import ATTRIBUTES, ENGLISH
 from .languages.zh import CHINESE
 
 LANGUAGES = {language.code: language for language in (ENGLISH, CHINESE)}
+BOTH = "both"  # a bilingual world: each text in one of BILINGUAL, half in each; read in the language asked
+BILINGUAL = ("en", "zh")
+WORLD_LANGUAGES = (*LANGUAGES, BOTH)
 
 
 COUNTRIES = [
@@ -157,12 +160,14 @@ class World:
     lang: str = "en"
 
     def __post_init__(self) -> None:
-        if self.lang not in LANGUAGES:
-            raise ValueError(f"unknown language {self.lang!r}; choose from {sorted(LANGUAGES)}")
+        if self.lang not in WORLD_LANGUAGES:
+            raise ValueError(f"unknown language {self.lang!r}; choose from {list(WORLD_LANGUAGES)}")
         self._by_name = {c.name: c for c in self.cities}
 
     @property
     def language(self) -> Language:
+        if self.lang == BOTH:
+            raise ValueError("a bilingual world has no one language: read it with reading_for(world, text)")
         return LANGUAGES[self.lang]
 
     def city(self, name: str) -> City:
@@ -254,14 +259,44 @@ def build_world(
 
 
 def translate(world: World, lang: str) -> World:
-    """The same world written in `lang`: every name and fact rendered by that language, the order kept."""
-    if lang not in LANGUAGES:
-        raise ValueError(f"unknown language {lang!r}; choose from {sorted(LANGUAGES)}")
+    """The same world written in `lang`: every name and fact rendered by that language, the order kept.
+    `both` keeps the canonical names and facts, and each reading renders them (`readings`)."""
+    if lang not in WORLD_LANGUAGES:
+        raise ValueError(f"unknown language {lang!r}; choose from {list(WORLD_LANGUAGES)}")
+    if world.lang not in ("en", BOTH):
+        raise ValueError(f"a {world.lang} world is already rendered; translate the canonical (en or both) one")
+    if lang == BOTH:
+        return World(world.cities, world.heldout, world.attributes, world.unknown, world.unknown_heldout, BOTH)
     language = LANGUAGES[lang]
     name, value = language.render_name, language.render_value
     cities = [City(name(c.name), {a: value(a, v) for a, v in c.facts.items()}) for c in world.cities]
     rendered = [list(map(name, names)) for names in (world.heldout, world.unknown, world.unknown_heldout)]
     return World(cities, rendered[0], world.attributes, rendered[1], rendered[2], lang)
+
+
+def readings(world: World) -> list[World]:
+    """The world as each of its languages writes it: itself, or one World per language of a bilingual one."""
+    return [translate(world, code) for code in BILINGUAL] if world.lang == BOTH else [world]
+
+
+_CJK = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
+_LATIN = re.compile(r"[A-Za-z]")
+
+
+def text_language(text: str) -> str | None:
+    """en or zh, by the script most of `text` is written in (a Chinese character weighs as much as ~2.5 Latin
+    letters, about a word's worth); None when it has neither (empty, digits only)."""
+    cjk, latin = len(_CJK.findall(text)), len(_LATIN.findall(text))
+    if not cjk and not latin:
+        return None
+    return "zh" if 2.5 * cjk >= latin else "en"
+
+
+def reading_for(world: World, text: str) -> World:
+    """The world in the language `text` is written in (a monolingual world: itself; English when unclear)."""
+    if world.lang != BOTH:
+        return world
+    return translate(world, text_language(text) or BILINGUAL[0])
 
 
 # ---------------------------------------------------------------------------------------------

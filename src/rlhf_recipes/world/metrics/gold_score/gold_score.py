@@ -5,7 +5,7 @@ import evaluate
 
 from rlhf_recipes.evaluation.generation import Completion
 from rlhf_recipes.evaluation.judging import judge, summarize
-from rlhf_recipes.world.labeler import GoldLabeler
+from rlhf_recipes.world.labeler import gold_labeler
 from rlhf_recipes.world.world import World
 
 _DESCRIPTION = """
@@ -87,7 +87,7 @@ class GoldScore(evaluate.Metric):
         # judge() reads chat rows, as the stages do; the kind column overrides the labeler's guess there too
         rows = [{"prompt": [{"role": "user", "content": q}], "kind": k} for q, k in zip(references, kinds)]
         done = [Completion(text, end, n) for text, end, n in zip(predictions, ended, lengths)]
-        summary = summarize(judge(GoldLabeler(World.load(world_file)), rows, done))
+        summary = summarize(judge(gold_labeler(World.load(world_file)), rows, done))
         if num_tokens is None:
             del summary["mean_length"]
         return summary
