@@ -1,6 +1,7 @@
 # rlhf-recipes: the stages of ChatGPT training, one make target each.
 #   make all                 the whole pipeline on the embedded default (CPU, minutes)
 #   make test                the test suite
+#   make all MODEL=tiny-zh   the story in Chinese (MODEL=tiny-bilingual: one model answering in both languages)
 #   make pretrain MODEL=tiny HW=cpu ARGS="--num_train_epochs 1"
 #   make sft HW=deepspeed_zero2 PROCS=2    (accelerate_configs/deepspeed_zero2.yaml, 2 processes)
 #   make sweep SEEDS=5 FROM=sft             (after make all: the story across seeds)
