@@ -156,3 +156,16 @@ def test_compare_names_a_pair_apart_by_language():
     pair = [(Completion(t, True, 8), LABELER.score(question, t).as_dict()) for t in (answer, elsewhere)]
     assert compare.difference(LABELER, question, *pair) == "language"
     assert compare.difference(LABELER, question, pair[0], (Completion("", True, 0), {})) == "degenerate"
+
+
+def test_the_sweep_shows_the_language_row_only_where_it_was_measured():
+    from rlhf_recipes.evaluation import sweep
+
+    def report(share):
+        row = {"label": "PPO", "win_rate_vs_reference": {"win_rate": 0.6}, "in_asked_language": share}
+        return {"reference": "ppo", "policies": {"ppo": row}}
+
+    for share, shown in ((0.98, True), (None, False)):
+        summary = sweep.summarize({0: report(share), 1: report(share)}) | {"from_stage": "sft", "stage_time_s": 60}
+        page = sweep.markdown(summary, {}, "sweep.png")
+        assert ("**in the language asked**" in page) is shown and "**win rate vs SFT**" in page

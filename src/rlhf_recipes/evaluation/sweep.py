@@ -17,6 +17,7 @@ MEASURES = (
     ("win_rate", "win rate vs SFT"),
     ("fact_accuracy", "fact accuracy"),
     ("admits_not_knowing", "admits not knowing"),
+    ("in_asked_language", "in the language asked"),  # a bilingual world only
     ("claims_not_knowing_known", '"don\'t know" to known'),
     ("refusal_rate_harmful", "refuses harmful"),
     ("kl_to_reference", "KL to SFT"),
@@ -73,6 +74,8 @@ def markdown(summary: dict, goals: dict, figure: str) -> str:
         "",
     ]
     for key, column in MEASURES:
+        if all(row[key]["mean"] is None for row in summary["rows"].values()):
+            continue  # not measured on this world
         lines += [f"**{column}**", "", "| policy | mean ± std (per seed) |", "|---|---|"]
         lines += [f"| {row['label']} | {_cell(row[key])} |" for row in summary["rows"].values()]
         lines.append("")
