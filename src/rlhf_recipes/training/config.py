@@ -217,6 +217,7 @@ def cli(main: Callable[[Sequence[str] | None], object]) -> None:
     """Run a stage's `main`, turning a `RecipeError` (or a full disk) into one line on stderr and exit status 2."""
     try:
         main(None)
+        leave_process_group()
     except RecipeError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
@@ -229,6 +230,15 @@ def cli(main: Callable[[Sequence[str] | None], object]) -> None:
             file=sys.stderr,
         )
         sys.exit(2)
+
+
+def leave_process_group() -> None:
+    """End a finished multi-process run's process group while the interpreter is whole: left to interpreter exit,
+    gloo's worker threads can abort a rank that has finished ("terminate called without an active exception",
+    SIGABRT, pytorch/pytorch#179291). Only after success: a rank that failed must not wait on the others."""
+    distributed = sys.modules.get("torch.distributed")
+    if distributed is not None and distributed.is_available() and distributed.is_initialized():
+        distributed.destroy_process_group()
 
 
 def first_line(error: BaseException) -> str:
