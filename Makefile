@@ -23,21 +23,23 @@ STAGE ?= ppo
 PORT ?=
 
 BIN := $(VENV)/bin
-# chat.yaml / serve.yaml: the model's own, else the tiny one's rows over outputs/MODEL
-TALK = $(or $(wildcard $(RECIPE)/$(1).yaml),recipes/tiny/$(1).yaml --outputs_dir outputs/$(MODEL))
+# chat.yaml / serve.yaml: the model's own (or, in a folder with a base in recipe.yaml, the base's on its roots),
+# else the tiny one's rows over outputs/MODEL
+TALK = $(if $(or $(wildcard $(RECIPE)/$(1).yaml),$(shell grep -s '^base:' $(RECIPE)/recipe.yaml)),$(RECIPE)/$(1).yaml,recipes/tiny/$(1).yaml --outputs_dir outputs/$(MODEL))
 # DeepSpeed's compiled CPU ops live with the venv: two venvs sharing ~/.cache/torch_extensions rebuild
 # each other's ops (~1 min each time)
 export TORCH_EXTENSIONS_DIR ?= $(abspath $(VENV))/torch_extensions
 RECIPE := recipes/$(MODEL)
-LAUNCH := $(BIN)/accelerate launch --quiet --config_file accelerate_configs/$(HW).yaml $(if $(PROCS),--num_processes $(PROCS))
+# a stage's command, built by the one function the sweep, the bench and the tests use too (it checks MODEL and HW)
+STAGE_RUN = $(BIN)/python -m rlhf_recipes.stages.command $(1) --model $(MODEL) --hw $(HW) $(if $(PROCS),--procs $(PROCS)) -- $(ARGS)
 
 .PHONY: help install data tokenizer pretrain sft compare reward ppo report all dpo rloo grpo methods sweep chat serve dashboard bench test test-fast lint format clean
 
 help: ## List the targets
 	@echo "Usage: make <target> [MODEL=$(MODEL)] [HW=$(HW)] [PROCS=N] [ARGS='--key value ...']"
-	@echo "  MODEL: $$(ls recipes/*/sft.yaml | xargs -n1 dirname | xargs -n1 basename | tr '\n' ' ')"
+	@echo "  MODEL: $$(ls recipes/*/recipe.yaml | xargs -n1 dirname | xargs -n1 basename | tr '\n' ' ')"
 	@echo "  HW:    $$(ls accelerate_configs/*.yaml | xargs -n1 basename | sed 's/.yaml//' | tr '\n' ' ')"
-	@grep -hE '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
 
 install: $(VENV)/.installed ## Create .venv: the pinned requirements, then the rlhf_recipes core (editable)
 
@@ -53,42 +55,42 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 	touch $@
 
 data: install ## Stage 0: generate the embedded world's datasets into data/
-	$(BIN)/python recipes/data.py --config $(RECIPE)/data.yaml $(ARGS)
+	$(call STAGE_RUN,data)
 
 tokenizer: install ## Stage 1a: train the BPE tokenizer -> outputs/MODEL/tokenizer
-	$(BIN)/python recipes/tokenizer.py --config $(RECIPE)/tokenizer.yaml $(ARGS)
+	$(call STAGE_RUN,tokenizer)
 
 pretrain: install ## Stage 1: pretrain the base model -> outputs/MODEL/pretrain
-	$(LAUNCH) recipes/pretrain.py --config $(RECIPE)/pretrain.yaml $(ARGS)
+	$(call STAGE_RUN,pretrain)
 
 sft: install ## Stage 2: supervised fine-tuning -> outputs/MODEL/sft
-	$(LAUNCH) recipes/sft.py --config $(RECIPE)/sft.yaml $(ARGS)
+	$(call STAGE_RUN,sft)
 
 compare: install ## Stage 3a: SFT answers ranked by the gold labeler -> outputs/MODEL/compare
-	$(LAUNCH) recipes/compare.py --config $(RECIPE)/compare.yaml $(ARGS)
+	$(call STAGE_RUN,compare)
 
 reward: install ## Stage 3: reward model on the ranked pairs -> outputs/MODEL/reward
-	$(LAUNCH) recipes/reward.py --config $(RECIPE)/reward.yaml $(ARGS)
+	$(call STAGE_RUN,reward)
 
 ppo: install ## Stage 4: PPO against the reward model -> outputs/MODEL/ppo
-	$(LAUNCH) recipes/ppo.py --config $(RECIPE)/ppo.yaml $(ARGS)
+	$(call STAGE_RUN,ppo)
 
 report: install ## The stage-by-stage report -> outputs/MODEL/report/report.md
-	$(LAUNCH) recipes/report.py --config $(RECIPE)/report.yaml $(ARGS)
+	$(call STAGE_RUN,report)
 
 all: data tokenizer pretrain sft compare reward ppo report ## Every stage and the report, on the embedded default
 
 dpo: install ## After PPO: DPO from the SFT model on the compared pairs -> outputs/MODEL/dpo
-	$(LAUNCH) recipes/dpo.py --config $(RECIPE)/dpo.yaml $(ARGS)
+	$(call STAGE_RUN,dpo)
 
 rloo: install ## After PPO: RLOO from the SFT model against the reward model -> outputs/MODEL/rloo
-	$(LAUNCH) recipes/rloo.py --config $(RECIPE)/rloo.yaml $(ARGS)
+	$(call STAGE_RUN,rloo)
 
 grpo: install ## After PPO: GRPO from the SFT model against the reward model -> outputs/MODEL/grpo
-	$(LAUNCH) recipes/grpo.py --config $(RECIPE)/grpo.yaml $(ARGS)
+	$(call STAGE_RUN,grpo)
 
 methods: dpo rloo grpo ## After `make all`: DPO, RLOO, GRPO and the report of every method -> outputs/MODEL/methods
-	$(LAUNCH) recipes/report.py --config $(RECIPE)/methods.yaml
+	$(call STAGE_RUN,methods)
 
 sweep: install ## After `make all`: stages from FROM=sft (or pretrain) once per seed, SEEDS=5 -> outputs/MODEL/sweep
 	$(BIN)/python recipes/sweep.py --model $(MODEL) --seeds $(SEEDS) --from_stage $(FROM) --hw $(HW) \
@@ -104,7 +106,7 @@ dashboard: install ## Every stage's training curves in TensorBoard -> http://127
 	$(BIN)/tensorboard --logdir outputs/$(MODEL) --host 127.0.0.1 --port $(or $(PORT),6006)
 
 bench: install ## After `make all`: every stage vs a plain PyTorch loop, PPO vs TRL defaults -> outputs/bench
-	$(LAUNCH) recipes/bench.py --model $(MODEL) $(ARGS)
+	$(call STAGE_RUN,bench)
 
 test: install ## Run the whole test suite (tiny real runs, offline), one worker per core
 	$(BIN)/python -m pytest -n auto --dist loadfile

@@ -12,45 +12,19 @@ off, so one). The held-out pairs measure its implicit reward's accuracy; the gol
 saved policy on the held-out prompts, as for SFT and PPO.
 """
 
-from __future__ import annotations
-
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from accelerate import PartialState
-from transformers import AutoModelForCausalLM, AutoTokenizer, set_seed
-from trl import DPOConfig, DPOTrainer, ModelConfig, ScriptArguments, TrlParser, get_peft_config
+from transformers import AutoModelForCausalLM
+from trl import DPOConfig, DPOTrainer, ModelConfig, ScriptArguments, get_peft_config
 
-from rlhf_recipes.compat import CheckpointCompleted
 from rlhf_recipes.evaluation.judging import EvalArguments, evaluate_model, load_judging
-from rlhf_recipes.training.chat import prepare_tokenizer
-from rlhf_recipes.training.config import RecipeError, cli, parse
-from rlhf_recipes.training.launch import apply_launch, rank_summary
-from rlhf_recipes.training.loading import (
-    HeldOutArguments,
-    dataset_help,
-    load_pretrained,
-    load_splits,
-    load_trained,
-    model_kwargs,
-    tokenizer_kwargs,
-)
-from rlhf_recipes.training.outputs import (
-    Stopwatch,
-    TrainingOutputArguments,
-    last_checkpoint,
-    staged_training_output,
-    write_json,
-    write_model_card,
-)
-from rlhf_recipes.training.world_inputs import WORLD_FILE, follow_world, world_record
+from rlhf_recipes.stages.runner import Stage
+from rlhf_recipes.training.config import RecipeError, cli
+from rlhf_recipes.training.context import check_max_length
+from rlhf_recipes.training.loading import HeldOutArguments, dataset_help, load_splits
+from rlhf_recipes.training.models import load_model, load_saved
 
-PAIR_COLUMNS = [{"chosen", "rejected"}]
 DPO_COLUMNS = ("prompt", "chosen", "rejected")  # comparisons carry more (source, gold agreement): DPO reads these
-
-
-# which of the world's extras this stage follows (`auto` options): the bench resolves them the same way
-WORLD_OPTIONS = dict(eval_prompts="eval_prompts", world_file=WORLD_FILE)
 
 
 @dataclass
@@ -63,108 +37,72 @@ class DPOArguments(ScriptArguments, EvalArguments, HeldOutArguments):
     )
 
 
-def make_parser() -> TrlParser:
-    return TrlParser((DPOArguments, DPOConfig, ModelConfig, TrainingOutputArguments))
-
-
-def load_model(model_args: ModelConfig, config: DPOConfig) -> tuple:
-    """The SFT model to train and its tokenizer (DPOTrainer copies the model as the frozen reference)."""
-    name, fix = model_args.model_name_or_path, "run `make sft` first or set model_name_or_path"
-    model = load_pretrained(AutoModelForCausalLM, name, fix, **model_kwargs(model_args, config))
-    return model, prepare_tokenizer(
-        load_pretrained(AutoTokenizer, name, fix, **tokenizer_kwargs(model_args, config)), model
-    )
-
-
-def load_pairs(args: DPOArguments, config: DPOConfig) -> tuple:
-    data = load_splits(
-        args.dataset_name,
-        [args.dataset_train_split, args.dataset_test_split],
-        PAIR_COLUMNS,
-        "run `make compare` first or set dataset_name",
-        args.dataset_config,
-        held_out=(args.eval_split_ratio, config.seed),
-    )
-    train, test = data[args.dataset_train_split], data[args.dataset_test_split]
-    keep = [c for c in DPO_COLUMNS if c in train.column_names]
-    return train.select_columns(keep), test.select_columns(keep)
-
-
-def pairs_seen(trainer) -> int:
-    args = trainer.args
-    per_step = args.per_device_train_batch_size * args.gradient_accumulation_steps * trainer.accelerator.num_processes
-    return trainer.state.global_step * per_step
-
-
-def build_trainer(config: DPOConfig, model_args: ModelConfig, model, tokenizer, train_set, test_set, callbacks=()):
-    """The stage's trainer; `make bench` times its steps (`callbacks` lets it watch them)."""
-    try:
-        return DPOTrainer(
-            model=model,
-            args=config,
-            train_dataset=train_set,
-            eval_dataset=test_set,
-            processing_class=tokenizer,
-            peft_config=get_peft_config(model_args),
-            callbacks=[CheckpointCompleted(), *callbacks],
-        )
-    except ValueError as e:
-        raise RecipeError(f"DPO settings rejected: {e}") from e
-
-
-def train(args: DPOArguments, config: DPOConfig, model_args: ModelConfig, out, world) -> dict:
-    """Train the SFT model with DPO into `out` (the staged output directory); judge what it saves."""
-    set_seed(config.seed)
-    clock = Stopwatch()
-    model, tokenizer = load_model(model_args, config)
-    train_set, test_set = load_pairs(args, config)
-    judging = load_judging(args)
-    trainer = build_trainer(config, model_args, model, tokenizer, train_set, test_set)
-    result = trainer.train(resume_from_checkpoint=last_checkpoint(out))
-    heldout = trainer.evaluate()
-    metrics = {
-        "data": {"dataset": args.dataset_name, "train_pairs": len(train_set), "eval_pairs": len(test_set)},
-        **world_record(world, out),
-        "pairs_seen": pairs_seen(trainer),
-        "updates": trainer.state.global_step,
-        "train_loss": round(result.training_loss, 4),
-        "heldout": {
-            "accuracy": round(heldout["eval_rewards/accuracies"], 3),
-            "margin": round(heldout["eval_rewards/margins"], 3),
-            "loss": round(heldout["eval_loss"], 4),
-        },
-        "ranks": rank_summary(trainer.model),
-        "config": {"beta": config.beta, "loss_type": config.loss_type},
-    }
-    trainer.save_model(str(out))
-    trainer.save_state()
-    if judging and PartialState().is_main_process:
-        metrics["dpo"], _ = evaluate_model(
-            load_trained(AutoModelForCausalLM, out), tokenizer, judging, args, config.seed
-        )
-    metrics["wall_time_s"] = clock.seconds
-    write_json(out / "metrics.json", {**metrics, "log_history": trainer.state.log_history})
-    write_model_card(
-        out,
-        "DPO policy",
+class DPO(Stage):
+    name, arguments, title = "dpo", (DPOArguments, DPOConfig, ModelConfig), "DPO policy"
+    world_options = dict(eval_prompts="eval_prompts", world_file="world.json")
+    summary = (
         "The SFT model trained with Direct Preference Optimization on ranked answer pairs, the SFT model as "
-        "reference (rlhf-recipes). Prompt it with the chat template.",
-        {"heldout_accuracy": metrics["heldout"]["accuracy"], **metrics},
-        base_model=model_args.model_name_or_path,
-        datasets=[args.dataset_name],
+        "reference (rlhf-recipes). Prompt it with the chat template."
     )
-    return metrics
 
+    def prepare(self) -> None:
+        """The SFT model to train (DPOTrainer copies it as the frozen reference), its tokenizer, and the pairs."""
+        args, config, fix = self.args, self.config, "run `make sft` first or set model_name_or_path"
+        self.model, self.tokenizer = load_model(AutoModelForCausalLM, self.model_args, config, fix)
+        check_max_length(config, self.model)
+        splits, fix = (
+            [args.dataset_train_split, args.dataset_test_split],
+            "run `make compare` first or set dataset_name",
+        )
+        held_out = (args.eval_split_ratio, config.seed)
+        data = load_splits(
+            args.dataset_name, splits, [{"chosen", "rejected"}], fix, args.dataset_config, held_out=held_out
+        )
+        keep = [c for c in DPO_COLUMNS if c in data[splits[0]].column_names]
+        self.train_set, self.test_set = (data[split].select_columns(keep) for split in splits)
+        self.data |= {"train_pairs": len(self.train_set), "eval_pairs": len(self.test_set)}
+        self.judging = load_judging(args)
 
-def main(argv: Sequence[str] | None = None) -> dict:
-    parser = make_parser()
-    args, config, model_args, output_args = parse(parser, apply_launch(parser, argv))
-    world = follow_world(args, args.dataset_name, **WORLD_OPTIONS)
-    with staged_training_output(config, args, model_args, stage="dpo", options=output_args) as out:
-        metrics = train(args, config, model_args, out, world)
-    PartialState().print({k: v for k, v in metrics.items() if k != "ranks"})
-    return metrics
+    def trainer(self, callbacks=()):
+        try:
+            return DPOTrainer(
+                model=self.model,
+                args=self.config,
+                train_dataset=self.train_set,
+                eval_dataset=self.test_set,
+                processing_class=self.tokenizer,
+                peft_config=get_peft_config(self.model_args),
+                callbacks=list(callbacks),
+            )
+        except ValueError as e:
+            raise RecipeError(f"DPO settings rejected: {e}") from e
+
+    def measure(self, trainer, result) -> dict:
+        heldout, config = trainer.evaluate(), self.config
+        per_update = (
+            config.per_device_train_batch_size * config.gradient_accumulation_steps * trainer.accelerator.num_processes
+        )
+        return {
+            "pairs_seen": trainer.state.global_step * per_update,
+            "updates": trainer.state.global_step,
+            "train_loss": round(result.training_loss, 4),
+            "heldout": {
+                "accuracy": round(heldout["eval_rewards/accuracies"], 3),
+                "margin": round(heldout["eval_rewards/margins"], 3),
+                "loss": round(heldout["eval_loss"], 4),
+            },
+            "config": {"beta": config.beta, "loss_type": config.loss_type},
+        }
+
+    def evaluate(self, out) -> dict:
+        if not self.judging:
+            return {}
+        policy = load_saved(AutoModelForCausalLM, out, self.tokenizer)
+        return {"dpo": evaluate_model(policy, self.tokenizer, self.judging, self.args, self.config.seed)[0]}
+
+    def card_metrics(self, metrics: dict) -> dict:
+        return {"heldout_accuracy": metrics["heldout"]["accuracy"], **metrics}
 
 
 if __name__ == "__main__":
-    cli(main)
+    cli(DPO.main)

@@ -12,63 +12,37 @@ PPO epochs and minibatches. The reward model must share the policy's tokenizer: 
 policy's token ids, so a different vocabulary would be scored as noise, and the script refuses it.
 
 Memory: four models (policy, frozen reference, reward model, value model to train; with `use_peft` the
-reference is the policy with its adapter off). RLOO and GRPO (recipes/rloo.py, grpo.py) drop the value
-model and hold three; DPO (recipes/dpo.py) holds two.
+reference is the policy with its adapter off). RLOO and GRPO (recipes/online.py) drop the value model
+and hold three; DPO (recipes/dpo.py) holds two.
 """
 
-from __future__ import annotations
-
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from accelerate import PartialState
-from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer, set_seed
-from trl import ModelConfig, ScriptArguments, TrlParser, get_peft_config
+from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
+from trl import ModelConfig, ScriptArguments, get_peft_config
 from trl.experimental.ppo import PPOConfig
 
-from rlhf_recipes.compat import CheckpointCompleted, ResumablePPOTrainer, save_ppo_policy
-from rlhf_recipes.evaluation.generation import context_length
-from rlhf_recipes.evaluation.judging import EvalArguments, evaluate_model, load_judging
+from rlhf_recipes.evaluation.judging import EvalArguments, load_judging
+from rlhf_recipes.stages.online import PromptArguments, RLStage, refuse_unused_model_fields
 from rlhf_recipes.training.chat import prepare_tokenizer
-from rlhf_recipes.training.config import RecipeError, cli, parse
-from rlhf_recipes.training.launch import apply_launch, launched_with, rank_summary
-from rlhf_recipes.training.loading import load_pretrained, load_trained
-from rlhf_recipes.training.outputs import (
-    HELDOUT_PROMPTS,
-    Stopwatch,
-    TrainingOutputArguments,
-    last_checkpoint,
-    staged_training_output,
-    write_json,
-    write_jsonl,
-    write_model_card,
-)
-from rlhf_recipes.training.prompts import PromptArguments, prompt_splits
-from rlhf_recipes.training.world_inputs import WORLD_FILE, follow_world, world_record
+from rlhf_recipes.training.config import RecipeError, cli
+from rlhf_recipes.training.launch import launched_with
+from rlhf_recipes.training.loading import load_pretrained
+from rlhf_recipes.training.trainers import ResumablePPOTrainer
 
+# what users watch in PPO (TRL's names -> metrics.json's): reward up, KL small and positive, ratio near 1
 WATCHED = {
-    "objective/rlhf_reward": "rlhf_reward",
-    "objective/scores": "score",
-    "objective/kl": "kl",
-    "objective/entropy": "entropy",
-    "policy/clipfrac_avg": "clip_fraction",
-    "loss/value_avg": "value_loss",
-    "val/ratio": "ratio",
-    "val/num_eos_tokens": "eos_tokens",
-    "eps": "episodes_per_second",
-}
+    "objective/rlhf_reward": "rlhf_reward", "objective/scores": "score", "objective/kl": "kl",
+    "objective/entropy": "entropy", "policy/clipfrac_avg": "clip_fraction", "loss/value_avg": "value_loss",
+    "val/ratio": "ratio", "val/num_eos_tokens": "eos_tokens", "eps": "episodes_per_second",
+}  # fmt: skip
 # what later stages (the report) read from this stage's metrics.json rather than repeat in their own YAML
 SHARED_SETTINGS = ("temperature", "missing_eos_penalty", "kl_coef", "response_length")
 
 
-# which of the world's extras this stage follows (`auto` options): the bench resolves them the same way
-WORLD_OPTIONS = dict(eval_prompts="eval_prompts", world_file=WORLD_FILE)
-
-
 @dataclass
 class PPOArguments(PromptArguments, ScriptArguments, EvalArguments):  # PromptArguments first: its dataset help
-    """The prompts, the dataset options, the gold-labeler judging after training, and snapshots."""
-
     snapshot_steps: int = field(
         default=0,
         metadata={
@@ -78,169 +52,80 @@ class PPOArguments(PromptArguments, ScriptArguments, EvalArguments):  # PromptAr
     )
 
 
-def make_parser() -> TrlParser:
-    return TrlParser((PPOArguments, PPOConfig, ModelConfig, TrainingOutputArguments))
+class PPO(RLStage):
+    name, arguments, title = "ppo", (PPOArguments, PPOConfig, ModelConfig), "PPO policy"
+    summary = (
+        "The SFT model trained with PPO against the reward model, with a KL penalty to the SFT model "
+        "(rlhf-recipes stage 4). Prompt it with the chat template."
+    )
+    watched, completion_length = WATCHED, "response_length"
 
-
-def refuse_unused_model_fields(model_args: ModelConfig) -> None:
-    """PPO loads its four models from sft_model_path and reward_model_path: ModelConfig fields that would
-    name or quantize another model are refused rather than silently ignored."""
-    unused = {
-        "model_name_or_path": model_args.model_name_or_path,
-        "model_revision": model_args.model_revision,
-        "load_in_4bit": model_args.load_in_4bit,
-        "load_in_8bit": model_args.load_in_8bit,
-    }
-    for name, value in unused.items():
-        if value not in (None, False, "main"):
+    def check(self) -> None:
+        refuse_unused_model_fields(self.model_args, "PPO", "sft_model_path and reward_model_path")
+        if (
+            self.model_args.use_peft and PartialState().num_processes > 1
+        ):  # TRL 1.12 cannot find the adapter inside DDP
             raise RecipeError(
-                f"PPO does not use {name} ({value!r}): it loads sft_model_path and reward_model_path "
-                "as saved (quantize in SFT and the reward model instead); remove it from the config"
+                "PPO with use_peft runs on one process only (TRL 1.12); launch it with "
+                "accelerate_configs/cpu.yaml or single_gpu.yaml, or drop use_peft to use several processes"
+            )
+        if self.config.save_strategy != "no" and launched_with("DEEPSPEED"):
+            raise RecipeError(
+                "PPO checkpoints are not supported under DeepSpeed (its engine keeps its own format); "
+                "set save_strategy: no, or launch without DeepSpeed to checkpoint and resume"
             )
 
+    def load_models(self) -> None:
+        """Policy and reference from the SFT model; reward and value models from the reward model."""
+        config, sft_fix = self.config, "run `make sft` first or set sft_model_path"
+        rm_fix = "run `make reward` first or set reward_model_path"
+        kwargs = {"dtype": self.model_args.dtype, "attn_implementation": self.model_args.attn_implementation}
+        self.tokenizer = load_pretrained(AutoTokenizer, config.sft_model_path, sft_fix, padding_side="left")
+        self.policy = load_pretrained(AutoModelForCausalLM, config.sft_model_path, sft_fix, **kwargs)
+        prepare_tokenizer(self.tokenizer, self.policy)
+        if load_pretrained(AutoTokenizer, config.reward_model_path, rm_fix).get_vocab() != self.tokenizer.get_vocab():
+            raise RecipeError(
+                f"reward model {config.reward_model_path} uses a different tokenizer than the policy "
+                f"{config.sft_model_path}, and PPO scores the policy's token ids as they are; train the reward "
+                "model from the SFT model (make reward) or from a model with the policy's tokenizer"
+            )
+        score = (AutoModelForSequenceClassification, config.reward_model_path, rm_fix)
+        self.reward, self.value = (load_pretrained(*score, num_labels=1, **kwargs) for _ in range(2))
+        # with LoRA the reference is the policy with its adapter switched off
+        peft = self.model_args.use_peft
+        self.ref = None if peft else load_pretrained(AutoModelForCausalLM, config.sft_model_path, sft_fix, **kwargs)
+        for model in filter(None, (self.ref, self.reward, self.value)):
+            model.config.pad_token_id = self.tokenizer.pad_token_id
+        self.judging = load_judging(self.args)
 
-def load_models(training_args: PPOConfig, model_args: ModelConfig):
-    sft_fix, rm_fix = "run `make sft` first or set sft_model_path", "run `make reward` first or set reward_model_path"
-    kwargs = {"dtype": model_args.dtype, "attn_implementation": model_args.attn_implementation}
-    tokenizer = load_pretrained(AutoTokenizer, training_args.sft_model_path, sft_fix, padding_side="left")
-    policy = load_pretrained(AutoModelForCausalLM, training_args.sft_model_path, sft_fix, **kwargs)
-    prepare_tokenizer(tokenizer, policy)
-    reward_tokenizer = load_pretrained(AutoTokenizer, training_args.reward_model_path, rm_fix)
-    if reward_tokenizer.get_vocab() != tokenizer.get_vocab():
-        raise RecipeError(
-            f"reward model {training_args.reward_model_path} uses a different tokenizer than the policy "
-            f"{training_args.sft_model_path}, and PPO scores the policy's token ids as they are; train the reward "
-            "model from the SFT model (make reward) or from a model with the policy's tokenizer"
-        )
-    reward, value = (
-        load_pretrained(
-            AutoModelForSequenceClassification,
-            training_args.reward_model_path,
-            rm_fix,
-            num_labels=1,
-            **kwargs,
-        )
-        for _ in range(2)
-    )
-    # with LoRA the reference is the policy with its adapter switched off
-    ref = (
-        None
-        if model_args.use_peft
-        else load_pretrained(AutoModelForCausalLM, training_args.sft_model_path, sft_fix, **kwargs)
-    )
-    for model in (ref, reward, value):
-        if model is not None:
-            model.config.pad_token_id = tokenizer.pad_token_id
-    return tokenizer, policy, ref, reward, value
+    def trainer(self, callbacks=()):
+        try:
+            return ResumablePPOTrainer(
+                args=self.config,
+                processing_class=self.tokenizer,
+                model=self.policy,
+                ref_model=self.ref,
+                reward_model=self.reward,
+                value_model=self.value,
+                train_dataset=self.prompts.select_columns(["input_ids"]),
+                eval_dataset=self.held.select_columns(["input_ids"]),
+                peft_config=get_peft_config(self.model_args),
+                callbacks=list(callbacks),
+                snapshot_steps=self.args.snapshot_steps,
+            )
+        except (ValueError, AssertionError) as e:  # batch sizes that do not divide, and the like
+            raise RecipeError(f"PPO settings rejected: {e}") from e
 
+    def measure(self, trainer, result) -> dict:
+        config = {key: getattr(self.config, key) for key in SHARED_SETTINGS}
+        return {"episodes": trainer.state.episode, **super().measure(trainer, result), "config": config}
 
-def summarize_log(log_history: list[dict]) -> dict:
-    """First and last values of what users watch in PPO: reward up, KL small and positive, ratio near 1."""
-    steps = [e for e in log_history if "objective/kl" in e]
-    if not steps:
-        return {}
-    return {
-        name: {"first": round(steps[0][key], 4), "last": round(steps[-1][key], 4)}
-        for key, name in WATCHED.items()
-        if key in steps[-1]
-    }
+    def trained_model(self, trainer):
+        return trainer.accelerator.unwrap_model(trainer.model).policy
 
-
-def build_trainer(
-    training_args: PPOConfig,
-    model_args: ModelConfig,
-    models: tuple,
-    train_set,
-    held_set,
-    callbacks=(),
-    snapshot_steps: int = 0,
-):
-    """The stage's trainer from `load_models`' five; `make bench` times its updates (through `callbacks`)."""
-    tokenizer, policy, ref, reward, value = models
-    try:
-        return ResumablePPOTrainer(
-            args=training_args,
-            processing_class=tokenizer,
-            model=policy,
-            ref_model=ref,
-            reward_model=reward,
-            value_model=value,
-            train_dataset=train_set,
-            eval_dataset=held_set,
-            peft_config=get_peft_config(model_args),
-            callbacks=[CheckpointCompleted(), *callbacks],
-            snapshot_steps=snapshot_steps,
-        )
-    except (ValueError, AssertionError) as e:  # batch sizes that do not divide, and the like
-        raise RecipeError(f"PPO settings rejected: {e}") from e
-
-
-def train(args: PPOArguments, training_args: PPOConfig, model_args: ModelConfig, out, world) -> dict:
-    """Run PPO into `out` (the staged output directory) and judge the policy it saves."""
-    set_seed(training_args.seed)  # LoRA and score-head inits draw from the global RNG
-    clock = Stopwatch()
-    tokenizer, policy, ref, reward, value = load_models(training_args, model_args)
-    prompts, held = prompt_splits(args, tokenizer, context_length(policy), training_args.response_length)
-    train_set, held_set = prompts.select_columns(["input_ids"]), held.select_columns(["input_ids"])
-    judging = load_judging(args)
-    models = (tokenizer, policy, ref, reward, value)
-    trainer = build_trainer(training_args, model_args, models, train_set, held_set, snapshot_steps=args.snapshot_steps)
-    trainer.train(resume_from_checkpoint=last_checkpoint(out))
-    metrics = {
-        "data": {
-            "dataset": args.dataset_name,
-            "train_prompts": len(train_set),
-            "heldout_prompts": len(held),
-            "eval_prompts": args.eval_prompts,
-        },
-        **world_record(world, out),
-        "episodes": trainer.state.episode,
-        "updates": trainer.state.global_step,
-        **summarize_log(trainer.state.log_history),
-        "ranks": rank_summary(trainer.accelerator.unwrap_model(trainer.model).policy),
-        "config": {key: getattr(training_args, key) for key in SHARED_SETTINGS},
-    }
-    save_ppo_policy(trainer, tokenizer, out)
-    write_jsonl(out / HELDOUT_PROMPTS, held.select_columns(["prompt"]).to_list())  # the report's, on a user's data
-    if judging and PartialState().is_main_process:
-        policy = load_trained(AutoModelForCausalLM, out)
-        metrics["ppo"], _ = evaluate_model(policy, tokenizer, judging, args, training_args.seed)
-    metrics["wall_time_s"] = clock.seconds
-    write_json(out / "metrics.json", {**metrics, "log_history": trainer.state.log_history})
-    write_model_card(
-        out,
-        "PPO policy",
-        "The SFT model trained with PPO against the reward model, with a KL "
-        "penalty to the SFT model (rlhf-recipes stage 4). Prompt it with the chat template.",
-        metrics,
-        base_model=training_args.sft_model_path,
-        datasets=[args.dataset_name],
-    )
-    return metrics
-
-
-def main(argv: Sequence[str] | None = None) -> dict:
-    parser = make_parser()
-    args, training_args, model_args, output_args = parse(
-        parser, apply_launch(parser, argv)
-    )  # the accelerate config picks the hardware
-    refuse_unused_model_fields(model_args)
-    if model_args.use_peft and PartialState().num_processes > 1:  # TRL 1.12 cannot find the adapter inside DDP
-        raise RecipeError(
-            "PPO with use_peft runs on one process only (TRL 1.12); launch it with "
-            "accelerate_configs/cpu.yaml or single_gpu.yaml, or drop use_peft to use several processes"
-        )
-    if training_args.save_strategy != "no" and launched_with("DEEPSPEED"):
-        raise RecipeError(
-            "PPO checkpoints are not supported under DeepSpeed (its engine keeps its own format); "
-            "set save_strategy: no, or launch without DeepSpeed to checkpoint and resume"
-        )
-    world = follow_world(args, args.dataset_name, **WORLD_OPTIONS)
-    with staged_training_output(training_args, args, model_args, stage="ppo", options=output_args) as out:
-        metrics = train(args, training_args, model_args, out, world)
-    PartialState().print(metrics)
-    return metrics
+    def base_model(self) -> str:
+        return self.config.sft_model_path
 
 
 if __name__ == "__main__":
-    cli(main)
+    cli(PPO.main)

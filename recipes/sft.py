@@ -10,48 +10,21 @@ makes the output a full model for the next stage (the adapter kept in `adapter/`
 judges the base and the SFT model on held-out prompts before and after, and a few sample answers are printed.
 """
 
-from __future__ import annotations
-
 import random
-from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 
-from accelerate import PartialState
 from datasets import concatenate_datasets
-from transformers import AutoModelForCausalLM, AutoTokenizer, set_seed
-from trl import ModelConfig, ScriptArguments, SFTConfig, TrlParser, get_peft_config
+from transformers import AutoModelForCausalLM
+from trl import ModelConfig, ScriptArguments, SFTConfig, get_peft_config
 
-from rlhf_recipes.compat import CheckpointCompleted, ResumableSFTTrainer
 from rlhf_recipes.evaluation.judging import EvalArguments, evaluate_model, load_judging
-from rlhf_recipes.training.chat import prepare_tokenizer, training_template
-from rlhf_recipes.training.config import RecipeError, cli, parse
-from rlhf_recipes.training.launch import apply_launch, rank_summary
-from rlhf_recipes.training.loading import (
-    HeldOutArguments,
-    dataset_help,
-    load_pretrained,
-    load_splits,
-    load_trained,
-    merge_saved_adapter,
-    model_kwargs,
-    tokenizer_kwargs,
-)
-from rlhf_recipes.training.outputs import (
-    Stopwatch,
-    TrainingOutputArguments,
-    last_checkpoint,
-    staged_training_output,
-    write_json,
-    write_model_card,
-)
-from rlhf_recipes.training.world_inputs import WORLD_FILE, follow_world, world_record
-
-DIALOGUE_COLUMNS = [{"messages"}, {"prompt", "completion"}]
-
-
-# which of the world's extras this stage follows (`auto` options): the bench resolves them the same way
-WORLD_OPTIONS = dict(replay_dataset="pretrain", eval_prompts="eval_prompts", world_file=WORLD_FILE)
+from rlhf_recipes.stages.runner import Stage
+from rlhf_recipes.training import chat
+from rlhf_recipes.training.config import cli
+from rlhf_recipes.training.context import check_max_length
+from rlhf_recipes.training.loading import HeldOutArguments, dataset_help, load_splits
+from rlhf_recipes.training.models import load_model, load_saved
+from rlhf_recipes.training.trainers import ResumableSFTTrainer
 
 
 @dataclass
@@ -76,189 +49,89 @@ class SFTArguments(ScriptArguments, EvalArguments, HeldOutArguments):
     )
 
 
-def make_parser() -> TrlParser:
-    return TrlParser((SFTArguments, SFTConfig, ModelConfig, TrainingOutputArguments))
-
-
-def load_model(model_args: ModelConfig, training_args: SFTConfig):
-    """The base model and its tokenizer, given a distinct PAD and a chat template (the recipe's, if it names one)."""
-    name, fix = model_args.model_name_or_path, "run `make pretrain` first"
-    model = load_pretrained(AutoModelForCausalLM, name, fix, **model_kwargs(model_args, training_args))
-    tokenizer = load_pretrained(AutoTokenizer, name, fix, **tokenizer_kwargs(model_args, training_args))
-    chat_template_path = training_args.chat_template_path
-    if chat_template_path:
-        template = Path(chat_template_path)
-        if not template.is_file():
-            raise RecipeError(f"chat_template_path {template} not found; point it at a .jinja file")
-        tokenizer.chat_template = template.read_text()
-    return model, prepare_tokenizer(tokenizer, model)
-
-
-def tokenize_dialogue(example: dict, tokenizer, template: str, max_length: int) -> dict:
-    """input_ids and labels, with -100 everywhere but on the assistant's tokens."""
-    if "messages" in example:
-        messages = example["messages"]
-    elif isinstance(example["prompt"], list):
-        messages = example["prompt"] + example["completion"]
-    else:  # plain prompt/completion text
-        prompt = tokenizer(example["prompt"], add_special_tokens=False).input_ids
-        completion = tokenizer(example["completion"], add_special_tokens=False).input_ids + [tokenizer.eos_token_id]
-        ids = (prompt + completion)[:max_length]
-        return {"input_ids": ids, "labels": ([-100] * len(prompt) + completion)[:max_length]}
-    out = tokenizer.apply_chat_template(
-        messages, chat_template=template, tokenize=True, return_dict=True, return_assistant_tokens_mask=True
+class SFT(Stage):
+    name, arguments, title = "sft", (SFTArguments, SFTConfig, ModelConfig), "SFT model"
+    world_options = dict(replay_dataset="pretrain", eval_prompts="eval_prompts", world_file="world.json")
+    summary = (
+        "Supervised fine-tuning of the base model on assistant demonstrations (rlhf-recipes stage 2). "
+        "Prompt it with the tokenizer's chat template."
     )
-    ids, mask = out["input_ids"][:max_length], out["assistant_masks"][:max_length]
-    return {"input_ids": ids, "labels": [t if m else -100 for t, m in zip(ids, mask)]}
 
-
-def tokenize_text(example: dict, tokenizer, max_length: int) -> dict:
-    ids = (tokenizer(example["text"], add_special_tokens=False).input_ids + [tokenizer.eos_token_id])[:max_length]
-    return {"input_ids": ids, "labels": list(ids)}
-
-
-def build_datasets(args: SFTArguments, training_args: SFTConfig, tokenizer) -> tuple:
-    """Tokenized train/eval sets (TRL's processed format: input_ids + labels), replay mixed into train."""
-    splits = [args.dataset_train_split] + ([args.dataset_test_split] if training_args.eval_strategy != "no" else [])
-    raw = load_splits(
-        args.dataset_name,
-        splits,
-        DIALOGUE_COLUMNS,
-        "run `make data` first or set dataset_name",
-        args.dataset_config,
-        held_out=(args.eval_split_ratio, training_args.seed),
-    )
-    template, max_length = training_template(tokenizer), training_args.max_length
-    with PartialState().local_main_process_first():
+    def prepare(self) -> None:
+        args, config = self.args, self.config
+        fix, columns = "run `make pretrain` first", [{"messages"}, {"prompt", "completion"}]
+        self.model, self.tokenizer = load_model(AutoModelForCausalLM, self.model_args, config, fix)
+        splits = [args.dataset_train_split] + ([args.dataset_test_split] if config.eval_strategy != "no" else [])
+        held_out, fix = (args.eval_split_ratio, config.seed), "run `make data` first or set dataset_name"
+        raw = load_splits(args.dataset_name, splits, columns, fix, args.dataset_config, held_out=held_out)
+        limit = check_max_length(config, self.model)
         done = {
-            name: ds.map(
-                tokenize_dialogue,
-                remove_columns=ds.column_names,
-                fn_kwargs={"tokenizer": tokenizer, "template": template, "max_length": max_length},
-            )
-            for name, ds in raw.items()
+            name: chat.tokenized_dialogues(ds, self.tokenizer, limit, args.dataset_name) for name, ds in raw.items()
         }
-    train = done[args.dataset_train_split]
-    if not any(any(label != -100 for label in row) for row in train["labels"][:50]):
-        raise RecipeError(
-            f"no assistant tokens in {args.dataset_name}: every label is masked; check the chat template"
+        self.train_set, self.test_set = done[args.dataset_train_split], done.get(args.dataset_test_split)
+        if args.replay_dataset and args.replay_fraction > 0:
+            text = load_splits(args.replay_dataset, ["train"], [{"text"}], "set replay_dataset to a `text` dataset")
+            count = min(len(text["train"]), round(len(self.train_set) * args.replay_fraction))
+            picked = text["train"].shuffle(seed=config.seed).select(range(count))
+            replay = chat.tokenized_texts(picked, self.tokenizer, limit, args.replay_dataset)
+            self.train_set = concatenate_datasets([self.train_set, replay]).shuffle(seed=config.seed)
+        self.data |= {"train_rows": len(self.train_set), "eval_rows": len(self.test_set or [])}
+        self.data["replay_dataset"] = args.replay_dataset
+        self.judging = load_judging(args)
+
+    def before_training(self) -> None:
+        judged = evaluate_model(self.model, self.tokenizer, self.judging, self.args, self.config.seed)
+        self.base, self.judged_base = judged
+
+    def trainer(self, callbacks=()):
+        return ResumableSFTTrainer(
+            model=self.model,
+            args=self.config,
+            train_dataset=self.train_set,
+            eval_dataset=self.test_set,
+            processing_class=self.tokenizer,
+            peft_config=get_peft_config(self.model_args),
+            callbacks=list(callbacks),
         )
-    if args.replay_dataset and args.replay_fraction > 0:
-        text = load_splits(args.replay_dataset, ["train"], [{"text"}], "set replay_dataset to a `text` dataset")[
-            "train"
-        ]
-        count = min(len(text), round(len(train) * args.replay_fraction))
-        picked = text.shuffle(seed=training_args.seed).select(range(count))
-        with PartialState().local_main_process_first():
-            replay = picked.map(
-                tokenize_text,
-                remove_columns=picked.column_names,
-                fn_kwargs={"tokenizer": tokenizer, "max_length": max_length},
-            )
-        train = concatenate_datasets([train, replay]).shuffle(seed=training_args.seed)
-    return train, done.get(args.dataset_test_split)
 
+    def measure(self, trainer, result) -> dict:
+        # TRL logs the token count every logging_steps; a run shorter than that has none
+        tokens = next((e["num_tokens"] for e in reversed(trainer.state.log_history) if "num_tokens" in e), None)
+        metrics = {"train_loss": round(result.training_loss, 4), "train_tokens": tokens}
+        metrics["tokens_per_second"] = tokens and round(tokens / result.metrics["train_runtime"])
+        if self.test_set is not None:
+            metrics["eval_loss"] = round(trainer.evaluate()["eval_loss"], 4)
+        return metrics
 
-def print_samples(before: list, after: list, count: int, seed: int) -> list[dict]:
-    samples = []
-    for i in random.Random(seed).sample(range(len(after)), min(count, len(after))):
-        samples.append(
-            {
-                "prompt": after[i].prompt,
-                "base": before[i].completion.text if before else None,
-                "sft": after[i].completion.text,
-                "sft_gold": after[i].gold["total"],
-            }
-        )
-        print(
-            f"\nQ: {after[i].prompt}\n  base: {samples[-1]['base']!r}\n  sft:  {after[i].completion.text!r}"
-            f"  (gold {after[i].gold['total']})"
-        )
-    return samples
+    def evaluate(self, out) -> dict:
+        merge = self.model_args.use_peft and self.args.merge_adapter
+        model = load_saved(AutoModelForCausalLM, out, self.tokenizer, merge)
+        after, judged = evaluate_model(model, self.tokenizer, self.judging, self.args, self.config.seed)
+        return {"base": self.base, "sft": after, "samples": self.samples(judged)}
 
+    def samples(self, judged: list) -> list[dict]:
+        """A few held-out answers of the base model and the SFT model side by side, printed and kept."""
+        shown = []
+        count = min(self.args.num_samples_to_print, len(judged))
+        for i in random.Random(self.config.seed).sample(range(len(judged)), count):
+            before = self.judged_base[i].completion.text if self.judged_base else None
+            answer, gold = judged[i].completion.text, judged[i].gold["total"]
+            shown.append({"prompt": judged[i].prompt, "base": before, "sft": answer, "sft_gold": gold})
+            print(f"\nQ: {judged[i].prompt}\n  base: {before!r}\n  sft:  {answer!r}  (gold {gold})")
+        return shown
 
-def build_trainer(training_args, model_args, model, tokenizer, train_set, test_set, callbacks=()):
-    """The stage's trainer; `make bench` times its steps (`callbacks` lets it watch them)."""
-    return ResumableSFTTrainer(
-        model=model,
-        args=training_args,
-        train_dataset=train_set,
-        eval_dataset=test_set,
-        processing_class=tokenizer,
-        peft_config=get_peft_config(model_args),
-        callbacks=[CheckpointCompleted(), *callbacks],
-    )
+    def datasets(self) -> list:
+        return [self.args.dataset_name, self.args.replay_dataset if self.args.replay_fraction > 0 else None]
 
+    def card_metrics(self, metrics: dict) -> dict:
+        return {**metrics, **{f"sft_{k}": v for k, v in metrics.get("sft", {}).items()}}
 
-def train(args: SFTArguments, training_args: SFTConfig, model_args: ModelConfig, out: Path, world) -> dict:
-    """Fine-tune into `out` (the staged output directory), judging the model before and after."""
-    set_seed(training_args.seed)  # LoRA and score-head inits draw from the global RNG
-    clock = Stopwatch()
-    model, tokenizer = load_model(model_args, training_args)
-    train_set, test_set = build_datasets(args, training_args, tokenizer)
-    judging = load_judging(args)
-    before, judged_before = evaluate_model(model, tokenizer, judging, args, training_args.seed)
-    trainer = build_trainer(training_args, model_args, model, tokenizer, train_set, test_set)
-    result = trainer.train(resume_from_checkpoint=last_checkpoint(out))
-    ranks = rank_summary(trainer.model)
-    trainer.save_model(str(out))
-    trainer.save_state()
-    after, judged_after = {}, []
-    if trainer.accelerator.is_main_process:
-        model = load_trained(AutoModelForCausalLM, out)
-        if model_args.use_peft and args.merge_adapter:
-            model = merge_saved_adapter(model, tokenizer, out)
-        after, judged_after = evaluate_model(model, tokenizer, judging, args, training_args.seed)
-    # TRL logs the token count every logging_steps; a run shorter than that has none
-    tokens = next((e["num_tokens"] for e in reversed(trainer.state.log_history) if "num_tokens" in e), None)
-    metrics = {
-        "data": {
-            "dataset": args.dataset_name,
-            "train_rows": len(train_set),
-            "eval_rows": len(test_set) if test_set is not None else 0,
-            "replay_dataset": args.replay_dataset,
-        },
-        **world_record(world, out),
-        "train_loss": round(result.training_loss, 4),
-        "train_tokens": tokens,
-        "tokens_per_second": tokens and round(tokens / result.metrics["train_runtime"]),
-    }
-    if test_set is not None:
-        metrics["eval_loss"] = round(trainer.evaluate()["eval_loss"], 4)
-    metrics.update({"base": before, "sft": after, "ranks": ranks, "wall_time_s": clock.seconds})
-    metrics["samples"] = print_samples(judged_before, judged_after, args.num_samples_to_print, training_args.seed)
-    write_json(out / "metrics.json", metrics)
-    write_model_card(
-        out,
-        "SFT model",
-        "Supervised fine-tuning of the base model on assistant demonstrations "
-        "(rlhf-recipes stage 2). Prompt it with the tokenizer's chat template.",
-        {**metrics, **{f"sft_{k}": v for k, v in after.items()}},
-        base_model=model_args.model_name_or_path,
-        datasets=[args.dataset_name, args.replay_dataset if args.replay_fraction > 0 else None],
-    )
-    return metrics
-
-
-def main(argv: Sequence[str] | None = None) -> dict:
-    parser = make_parser()
-    args, training_args, model_args, output_args = parse(
-        parser, apply_launch(parser, argv)
-    )  # the accelerate config picks the hardware
-    world = follow_world(args, args.dataset_name, **WORLD_OPTIONS)
-    with staged_training_output(training_args, args, model_args, stage="sft", options=output_args) as out:
-        metrics = train(args, training_args, model_args, out, world)
-    PartialState().print(
-        {
-            "train_loss": metrics["train_loss"],
-            "base_gold": metrics["base"].get("gold_score"),
-            "sft_gold": metrics["sft"].get("gold_score"),
-            "base_fact_accuracy": metrics["base"].get("fact_accuracy"),
-            "sft_fact_accuracy": metrics["sft"].get("fact_accuracy"),
+    def shown(self, metrics: dict) -> dict:
+        judged = {
+            row: {k: metrics.get(row, {}).get(k) for k in ("gold_score", "fact_accuracy")} for row in ("base", "sft")
         }
-    )
-    return metrics
+        return {"train_loss": metrics["train_loss"], **judged}
 
 
 if __name__ == "__main__":
-    cli(main)
+    cli(SFT.main)

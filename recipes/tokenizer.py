@@ -3,7 +3,9 @@
     python recipes/tokenizer.py --config recipes/tiny/tokenizer.yaml
 
 Writes a standard tokenizer directory (`AutoTokenizer.from_pretrained` loads it) with distinct EOS
-and PAD tokens -- PPO needs them apart -- and the repo's chat template.
+and PAD tokens -- PPO needs them apart -- and the repo's chat template. Its metrics.json says how well
+it compresses the text, and how much of it falls back to byte tokens (a line suggests a larger
+vocabulary when that is high); the engine is `rlhf_recipes.training.tokenizers`.
 """
 
 from __future__ import annotations
@@ -12,11 +14,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-from transformers import PreTrainedTokenizerFast
 from trl import TrlParser
 
-from rlhf_recipes.training.chat import CHAT_TEMPLATE, EOS_TOKEN, PAD_TOKEN
 from rlhf_recipes.training.config import cli, parse
 from rlhf_recipes.training.loading import dataset_help, load_splits
 from rlhf_recipes.training.outputs import (
@@ -27,7 +26,7 @@ from rlhf_recipes.training.outputs import (
     write_json,
     write_model_card,
 )
-from rlhf_recipes.world.world import BILINGUAL, text_language
+from rlhf_recipes.training.tokenizers import measure, train_bpe
 
 
 @dataclass
@@ -49,29 +48,6 @@ def load_texts(args: TokenizerArguments) -> list[str]:
     ]
 
 
-def train_bpe(texts: list[str], vocab_size: int) -> PreTrainedTokenizerFast:
-    bpe = Tokenizer(models.BPE())
-    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    bpe.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size,
-        special_tokens=[EOS_TOKEN, PAD_TOKEN],
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=True,
-    )
-    bpe.train_from_iterator(texts, trainer=trainer)
-    tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=bpe, bos_token=EOS_TOKEN, eos_token=EOS_TOKEN, unk_token=EOS_TOKEN, pad_token=PAD_TOKEN
-    )
-    tokenizer.chat_template = CHAT_TEMPLATE
-    return tokenizer
-
-
-def compression(tokenizer: PreTrainedTokenizerFast, texts: list[str]) -> float:
-    """Characters per token over `texts`."""
-    return sum(map(len, texts)) / sum(len(tokenizer(t).input_ids) for t in texts)
-
-
 def main(argv: Sequence[str] | None = None) -> dict:
     args, output_args = parse(make_parser(), argv)
     clock = Stopwatch()
@@ -80,20 +56,11 @@ def main(argv: Sequence[str] | None = None) -> dict:
     ) as out:
         texts = load_texts(args)
         tokenizer = train_bpe(texts, args.vocab_size)
-        sample = texts[: min(len(texts), 2000)]
-        chars_per_token = compression(tokenizer, sample)
         metrics = {
             "data": {"dataset": args.dataset_name, "rows": len(texts)},
-            "vocab_size": len(tokenizer),
-            "chars_per_token": round(chars_per_token, 2),
-            "corpus_tokens_estimate": round(sum(map(len, texts)) / chars_per_token),
+            **measure(tokenizer, texts),
             "wall_time_s": clock.seconds,
         }
-        by_language = {lang: [t for t in sample if text_language(t) == lang] for lang in BILINGUAL}
-        if all(by_language.values()):  # text in both scripts: how well each is compressed
-            metrics["chars_per_token_by_language"] = {
-                k: round(compression(tokenizer, v), 2) for k, v in by_language.items()
-            }
         tokenizer.save_pretrained(out)
         write_model_card(
             out,

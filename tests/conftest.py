@@ -1,6 +1,5 @@
 """Shared fixtures: one tiny world, tokenizer and base model, built once per test session for real."""
 
-import importlib
 import os
 import socket
 import subprocess
@@ -19,12 +18,24 @@ if os.environ.get("PYTEST_XDIST_WORKER"):  # `make test` runs workers side by si
 
     torch.set_num_threads(_share)
 
-import data  # noqa: E402
-import pretrain  # noqa: E402
-import tokenizer  # noqa: E402
+from rlhf_recipes.stages.command import stage_command  # noqa: E402
+from rlhf_recipes.stages.runner import stage_of  # noqa: E402
+from rlhf_recipes.training.config import declared  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ROOT / "recipes" / "tiny"
+
+
+def script(name: str):
+    """`recipes/<name>.py`'s entry point, `main(argv) -> result`: the script as `python recipes/<name>.py` runs it,
+    in this interpreter (errors raise RecipeError instead of exiting), never imported as a module."""
+    return declared(ROOT / "recipes" / f"{name}.py")
+
+
+def stage(name: str):
+    """The Stage class a training script declares: `stage("sft").from_argv(argv)` -> (stage, output options)."""
+    return stage_of(ROOT / "recipes" / f"{name}.py")
+
 
 # A world small enough to build in a second, with every split non-empty.
 SMALL_WORLD = [
@@ -66,14 +77,14 @@ def world_args(out: Path, *extra: str) -> list[str]:
 @pytest.fixture(scope="session")
 def world_dir(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("data") / "world"
-    data.main(world_args(out))
+    script("data")(world_args(out))
     return out
 
 
 @pytest.fixture(scope="session")
 def tokenizer_dir(world_dir, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("outputs") / "tokenizer"
-    tokenizer.main(
+    script("tokenizer")(
         [
             "--config",
             str(TINY / "tokenizer.yaml"),
@@ -124,7 +135,7 @@ def pretrain_args(world_dir: Path, tokenizer_dir: Path, out: Path, *extra: str) 
 @pytest.fixture(scope="session")
 def pretrained(world_dir, tokenizer_dir, tmp_path_factory) -> tuple[Path, dict]:
     out = tmp_path_factory.mktemp("outputs") / "pretrain"
-    metrics = pretrain.main(pretrain_args(world_dir, tokenizer_dir, out))
+    metrics = script("pretrain")(pretrain_args(world_dir, tokenizer_dir, out))
     return out, metrics
 
 
@@ -140,28 +151,20 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def launch(config: str, script: str, *args: str, processes: int | None = None) -> subprocess.CompletedProcess:
-    """`accelerate launch --config_file accelerate_configs/<config>.yaml recipes/<script>`, as `make` runs it."""
-    accelerate = Path(sys.executable).with_name("accelerate")
-    count = ["--num_processes", str(processes)] if processes else []
-    count += ["--main_process_port", str(free_port())]  # two launches at once must not share a port
+def launch_command(hw: str, stage: str, *args: str, processes: int | None = None) -> list[str]:
+    """The stage's command as `make` builds it (`stage_command`), on a port of its own; `args` start with the
+    recipe's `--config recipes/<model>/<stage>.yaml` and override it."""
+    assert args[0] == "--config", "pass the recipe's YAML first"
+    command = stage_command(Path(args[1]).parent.name, stage, hw, processes, args[2:])
+    command[2:2] = ["--main_process_port", str(free_port())]  # two launches at once must not share a port
+    return command
+
+
+def launch(hw: str, stage: str, *args: str, processes: int | None = None) -> subprocess.CompletedProcess:
+    """Run the stage through `accelerate launch` with accelerate_configs/<hw>.yaml, as `make` runs it."""
     env = {**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1"}
-    return subprocess.run(
-        [
-            str(accelerate),
-            "launch",
-            "--config_file",
-            f"accelerate_configs/{config}.yaml",
-            *count,
-            f"recipes/{script}",
-            *args,
-        ],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    command = launch_command(hw, stage, *args, processes=processes)
+    return subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
 
 
 def sft_args(world_dir: Path, model_dir: Path, out: Path, *extra: str) -> list[str]:
@@ -201,18 +204,14 @@ def sft_args(world_dir: Path, model_dir: Path, out: Path, *extra: str) -> list[s
 
 @pytest.fixture(scope="session")
 def sft_model(world_dir, pretrained, tmp_path_factory) -> tuple[Path, dict]:
-    import sft
-
     out = tmp_path_factory.mktemp("outputs") / "sft"
-    return out, sft.main(sft_args(world_dir, pretrained[0], out))
+    return out, script("sft")(sft_args(world_dir, pretrained[0], out))
 
 
 @pytest.fixture(scope="session")
 def comparisons(world_dir, sft_model, tmp_path_factory) -> tuple[Path, dict]:
-    import compare
-
     out = tmp_path_factory.mktemp("outputs") / "compare"
-    metrics = compare.main(
+    metrics = script("compare")(
         [
             "--config",
             str(TINY / "compare.yaml"),
@@ -260,10 +259,8 @@ def reward_args(model_dir: Path, pairs_dir: Path, out: Path, *extra: str) -> lis
 @pytest.fixture(scope="session")
 def reward_model(world_dir, sft_model, tmp_path_factory) -> tuple[Path, dict]:
     """From the tiny SFT model, as in the pipeline, on a few hundred easy offline pairs and their test split."""
-    import reward
-
     out = tmp_path_factory.mktemp("outputs") / "reward"
-    metrics = reward.main(
+    metrics = script("reward")(
         reward_args(sft_model[0], world_dir / "preferences", out, "--num_train_epochs", "2", "--learning_rate", "1e-3")
     )
     return out, metrics
@@ -304,10 +301,8 @@ def ppo_args(world_dir: Path, sft_dir: Path, reward_dir: Path, out: Path, *extra
 
 @pytest.fixture(scope="session")
 def ppo_model(world_dir, sft_model, reward_model, tmp_path_factory) -> tuple[Path, dict]:
-    import ppo
-
     out = tmp_path_factory.mktemp("outputs") / "ppo"
-    return out, ppo.main(ppo_args(world_dir, sft_model[0], reward_model[0], out))
+    return out, script("ppo")(ppo_args(world_dir, sft_model[0], reward_model[0], out))
 
 
 def online_args(method: str, world_dir: Path, sft_dir: Path, reward_dir: Path, out: Path, *extra: str) -> list[str]:
@@ -373,17 +368,14 @@ def dpo_args(world_dir: Path, sft_dir: Path, pairs_dir: Path, out: Path, *extra:
 @pytest.fixture(scope="session")
 def dpo_model(world_dir, sft_model, comparisons, tmp_path_factory) -> tuple[Path, dict]:
     """DPO from the tiny SFT model on the compared pairs: 12 steps of 8 pairs."""
-    import dpo
-
     out = tmp_path_factory.mktemp("outputs") / "dpo"
     extra = ("--max_steps", "12", "--learning_rate", "1e-3", "--logging_steps", "2")
-    return out, dpo.main(dpo_args(world_dir, sft_model[0], comparisons[0], out, *extra))
+    return out, script("dpo")(dpo_args(world_dir, sft_model[0], comparisons[0], out, *extra))
 
 
 def online_model(method: str, world_dir: Path, sft_model, reward_model, tmp_path_factory) -> tuple[Path, dict]:
-    module = importlib.import_module(method)
     out = tmp_path_factory.mktemp("outputs") / method
-    return out, module.main(online_args(method, world_dir, sft_model[0], reward_model[0], out))
+    return out, script("online")(online_args(method, world_dir, sft_model[0], reward_model[0], out))
 
 
 @pytest.fixture(scope="session")

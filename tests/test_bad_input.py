@@ -130,11 +130,12 @@ def write_bad_data(a: SimpleNamespace) -> None:
         "pairs-bad-json": None,
         "pairs-no-content": pair([{"role": "assistant"}], [message("assistant", "Valmora is nice.")]),
         "pairs-strings-in-list": pair(["Valmora is in Brundor."], ["Valmora is nice."]),
-        "pairs-same": pair([message("assistant", "")], [message("assistant", "")]),
     }.items():
         raw = {2: b'{"prompt": [{"role": "user", "content": "Where is Valmora?"}], "chosen": [{"role": "assis'}
         write_jsonl(d / name / "train.jsonl", pairs + [bad] if bad else pairs, None if bad else raw)
         write_jsonl(d / name / "test.jsonl", pairs)
+    same = pair([message("assistant", "")], [message("assistant", "")])  # a few such pairs are dropped; all, refused
+    write_jsonl(d / "pairs-same.jsonl", [same] * 3)
     prompts = [{"prompt": [message("user", "What country is Valmora part of?")]}] * 4
     long = " ".join(["Tell me everything about Valmora, its river, its dish and its founding."] * 30)
     write_jsonl(d / "long-prompt.jsonl", prompts + [{"prompt": [message("user", long)]}])
@@ -402,7 +403,7 @@ CASES = {
     "tokenizer: a text column of numbers": lambda a: case(
         "tokenizer",
         tokenizer_args(a, "numbers", a.data / "numbers.jsonl"),
-        "split 'train' row 1",
+        f"{a.data / 'numbers.jsonl'} line 1",
         "`text` is the number 0",
         "it must be a string",
     ),
@@ -516,14 +517,14 @@ CASES = {
     "sft: messages with no assistant turn": lambda a: case(
         "sft",
         sft_args(a, "no-assistant", a.data / "no-assistant.jsonl"),
-        "split 'train' row 3",
+        f"{a.data / 'no-assistant.jsonl'} line 3",
         "`messages` has no assistant turn",
         "add the answer or drop the row",
     ),
     "sft: an empty completion": lambda a: case(
         "sft",
         sft_args(a, "empty", a.data / "empty-completion.jsonl"),
-        "row 4",
+        f"{a.data / 'empty-completion.jsonl'} line 4",
         "`completion` is empty",
         "fill it in or drop the row",
     ),
@@ -548,12 +549,11 @@ CASES = {
         "`chosen` is a list of string values",
         "a list of {role, content} messages",
     ),
-    "reward: empty chosen and rejected answers": lambda a: case(
+    "reward: empty chosen and rejected answers in every pair": lambda a: case(
         "reward",
-        reward_args(a, "same", a.data / "pairs-same"),
-        "row 5",
-        "`chosen` and `rejected` are the same",
-        "drop the row",
+        reward_args(a, "same", a.data / "pairs-same.jsonl"),
+        "`chosen` and `rejected` are the same answer in all 3 pairs",
+        "check that the two columns hold different answers",
     ),
     # conversational prompts of PPO
     "ppo: a prompt longer than the context": lambda a: case(
@@ -565,7 +565,7 @@ CASES = {
     "ppo: a prompt message with a ShareGPT role": lambda a: case(
         "ppo",
         ppo_args(a, "roles", dataset=a.data / "sharegpt-roles.jsonl"),
-        "row 5",
+        f"{a.data / 'sharegpt-roles.jsonl'} line 5",
         "`prompt` message 1 has role 'human'",
         "use one of system, user, assistant",
     ),

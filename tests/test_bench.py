@@ -2,12 +2,12 @@
 
 import json
 import math
+from types import SimpleNamespace
 
 import pytest
 import torch
 
-import bench
-from conftest import ROOT
+from conftest import ROOT, script
 from rlhf_recipes.bench.plain import PlainLoop, causal_lm_loss
 from rlhf_recipes.bench.report import write_bench
 from rlhf_recipes.bench.timing import Round, interleave
@@ -36,8 +36,9 @@ def checkout(world_dir, tokenizer_dir, pretrained, sft_model, reward_model, comp
 def test_bench_times_the_recipe_against_a_plain_loop_and_splits_ppo(checkout):
     flags = ["--stages", "sft,grpo,ppo", "--rounds", "2", "--steps_per_round", "3", "--updates_per_round", "1"]
     for stage in ("sft", "grpo", "ppo"):
-        bench.main([*flags, "--stage", stage])
-    args = bench.BenchArguments(stages="sft,grpo,ppo", rounds=2, steps_per_round=3, updates_per_round=1)
+        script("bench")([*flags, "--stage", stage])
+    args = SimpleNamespace(model="tiny", shape="recipe", bf16=False, output_dir="outputs/bench", stages="sft,grpo,ppo")
+    args.__dict__.update(rounds=2, steps_per_round=3, updates_per_round=1)
     report = write_bench(args, 1e11, torch.device("cpu"))
     sft, grpo, ppo = report["stages"]
     assert grpo["stage"] == "grpo" and 0.1 < grpo["ratio"]["median"] < 10

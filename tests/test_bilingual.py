@@ -5,8 +5,7 @@ import json
 
 import pytest
 
-import data
-from conftest import world_args
+from conftest import script, world_args
 from rlhf_recipes.evaluation.diversity import template
 from rlhf_recipes.world.labeler import BilingualLabeler, GoldLabeler, gold_labeler
 from rlhf_recipes.world.world import BOTH, World, build_world, reading_for, readings, text_language
@@ -94,7 +93,7 @@ def test_collapse_masks_names_and_values_of_both_languages():
 
 def test_every_dataset_is_half_english_half_chinese_and_each_demonstration_keeps_its_language(tmp_path):
     out = tmp_path / "world"
-    data.main(world_args(out, "--lang", "both"))
+    script("data")(world_args(out, "--lang", "both"))
     assert json.loads((out / "world.json").read_text())["lang"] == BOTH
 
     def rows(name, split="train"):
@@ -126,19 +125,18 @@ def test_every_dataset_is_half_english_half_chinese_and_each_demonstration_keeps
 @pytest.mark.slow
 def test_a_tiny_bilingual_pipeline_answers_in_the_language_it_is_asked(tmp_path):
     """Bilingual world -> one tokenizer -> pretraining -> SFT with the one Q:/A: template for both languages."""
-    import pretrain
-    import sft
-    import tokenizer
     from conftest import ROOT, pretrain_args, sft_args
 
     world = tmp_path / "world"
-    data.main(world_args(world, "--lang", "both"))
-    tokens = tokenizer.main(
+    script("data")(world_args(world, "--lang", "both"))
+    tokens = script("tokenizer")(
         ["--config", str(ROOT / "recipes/tiny-bilingual/tokenizer.yaml"), "--dataset_name", str(world / "pretrain")]
         + ["--vocab_size", "768", "--output_dir", str(tmp_path / "tokenizer")]
     )
-    base = pretrain.main(pretrain_args(world, tmp_path / "tokenizer", tmp_path / "pretrain", "--max_steps", "300"))
-    tuned = sft.main(sft_args(world, tmp_path / "pretrain", tmp_path / "sft", "--max_steps", "160"))
+    base = script("pretrain")(
+        pretrain_args(world, tmp_path / "tokenizer", tmp_path / "pretrain", "--max_steps", "300")
+    )
+    tuned = script("sft")(sft_args(world, tmp_path / "pretrain", tmp_path / "sft", "--max_steps", "160"))
     assert set(tokens["chars_per_token_by_language"]) == {"en", "zh"}
     assert set(base["fact_recall_by_language"]) == {"en", "zh"}
     assert {text_language(q) for q in base["question_continuations"]} == {"en", "zh"}
@@ -148,14 +146,14 @@ def test_a_tiny_bilingual_pipeline_answers_in_the_language_it_is_asked(tmp_path)
 
 
 def test_compare_names_a_pair_apart_by_language():
-    import compare
-    from rlhf_recipes.evaluation.generation import Completion
+    from rlhf_recipes.evaluation.compare import difference
+    from rlhf_recipes.training.generation import Completion
 
     question, answer = ideal(EN, "river")
     _, elsewhere = ideal(ZH, "river")
     pair = [(Completion(t, True, 8), LABELER.score(question, t).as_dict()) for t in (answer, elsewhere)]
-    assert compare.difference(LABELER, question, *pair) == "language"
-    assert compare.difference(LABELER, question, pair[0], (Completion("", True, 0), {})) == "degenerate"
+    assert difference(LABELER, question, *pair) == "language"
+    assert difference(LABELER, question, pair[0], (Completion("", True, 0), {})) == "degenerate"
 
 
 def test_the_sweep_shows_the_language_row_only_where_it_was_measured():

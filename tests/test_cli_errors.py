@@ -11,8 +11,7 @@ import subprocess
 
 import pytest
 
-import pretrain
-from conftest import ROOT, TINY, pretrain_args, run_cli, world_args
+from conftest import ROOT, TINY, pretrain_args, run_cli, script, world_args
 from rlhf_recipes.training.config import RecipeError
 
 
@@ -51,7 +50,7 @@ def test_missing_data_dir_names_the_fix(tmp_path):
 def test_unknown_yaml_key_is_an_error_not_ignored(tmp_path):
     config = tmp_path / "pretrain.yaml"
     config.write_text((TINY / "pretrain.yaml").read_text() + "learning_rat: 0.1\n")
-    refused(pretrain.main, ["--config", str(config)], "learning_rat")
+    refused(script("pretrain"), ["--config", str(config)], "learning_rat")
 
 
 def test_unknown_command_line_flag_is_an_error(tmp_path):
@@ -77,14 +76,14 @@ def test_empty_dataset_fails_before_training(world_dir, tokenizer_dir, tmp_path)
     (empty / "test.jsonl").write_text(json.dumps({"text": "A city."}) + "\n")
     args = pretrain_args(world_dir, tokenizer_dir, tmp_path / "pt")
     args[args.index("--dataset_name") + 1] = str(empty)
-    refused(pretrain.main, args, "empty")
+    refused(script("pretrain"), args, "empty")
     assert not (tmp_path / "pt").exists() and not (tmp_path / "pt.partial").exists()
 
 
 def test_dataset_without_text_column(world_dir, tokenizer_dir, tmp_path):
     args = pretrain_args(world_dir, tokenizer_dir, tmp_path / "pt")
     args[args.index("--dataset_name") + 1] = str(world_dir / "sft")
-    refused(pretrain.main, args, "columns", "messages", "text")
+    refused(script("pretrain"), args, "columns", "messages", "text")
     assert not (tmp_path / "pt").exists() and not (tmp_path / "pt.partial").exists()
 
 

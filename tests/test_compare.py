@@ -3,8 +3,7 @@
 import pytest
 from datasets import load_dataset
 
-import compare
-from conftest import TINY
+from conftest import TINY, script
 from rlhf_recipes.training.config import RecipeError
 
 pytestmark = pytest.mark.slow  # trains tiny models for real: `make test`, not `make test-fast`
@@ -39,7 +38,7 @@ def test_every_collected_pair_has_a_gold_preference(comparisons, world_dir):
 
 def test_one_sample_per_prompt_cannot_be_compared(tmp_path):
     with pytest.raises(RecipeError, match="at least 2"):
-        compare.main(
+        script("compare")(
             [
                 "--config",
                 str(TINY / "compare.yaml"),

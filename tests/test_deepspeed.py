@@ -28,7 +28,7 @@ def changed(start, saved) -> bool:
 def test_sft_under_deepspeed(config, world_dir, pretrained, tmp_path):
     out = tmp_path / "sft"
     args = sft_args(world_dir, pretrained[0], out, "--max_steps", "6", "--eval_prompts", "")
-    metrics = finished(launch(config, "sft.py", *args, processes=2), out)
+    metrics = finished(launch(config, "sft", *args, processes=2), out)
     saved = AutoModelForCausalLM.from_pretrained(out)
     assert metrics["ranks"]["processes"] == 2 and metrics["train_loss"] < 20
     assert changed(AutoModelForCausalLM.from_pretrained(pretrained[0]), saved)
@@ -41,7 +41,7 @@ def test_sft_under_deepspeed(config, world_dir, pretrained, tmp_path):
 def test_reward_model_under_deepspeed(config, world_dir, sft_model, tmp_path):
     out = tmp_path / "reward"
     args = reward_args(sft_model[0], world_dir / "preferences", out, "--max_steps", "20")
-    metrics = finished(launch(config, "reward.py", *args, processes=2), out)
+    metrics = finished(launch(config, "reward", *args, processes=2), out)
     assert metrics["ranks"]["processes"] == 2
     if config == "deepspeed_zero3":  # sharded weights: no rank can vouch for the whole model
         assert metrics["ranks"]["weights_checksum_by_rank"] == [None, None]
@@ -52,7 +52,7 @@ def test_reward_model_under_deepspeed(config, world_dir, sft_model, tmp_path):
 def test_ppo_under_zero3_generates_with_gathered_weights(world_dir, sft_model, reward_model, tmp_path):
     out = tmp_path / "ppo"
     args = ppo_args(world_dir, sft_model[0], reward_model[0], out, "--total_episodes", "32", "--save_strategy", "no")
-    metrics = finished(launch("deepspeed_zero3", "ppo.py", *args, processes=2), out)
+    metrics = finished(launch("deepspeed_zero3", "ppo", *args, processes=2), out)
     assert metrics["updates"] == 2 and metrics["kl"]["first"] == pytest.approx(0.0, abs=1e-4)
     assert changed(AutoModelForCausalLM.from_pretrained(sft_model[0]), AutoModelForCausalLM.from_pretrained(out))
     assert "gold_score" in metrics["ppo"]

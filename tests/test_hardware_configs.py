@@ -2,6 +2,8 @@
 
 import shlex
 import subprocess
+import sys
+from contextlib import chdir
 
 import pytest
 import yaml
@@ -12,6 +14,7 @@ from transformers import TrainingArguments
 from transformers.integrations.deepspeed import HfTrainerDeepSpeedConfig
 
 from conftest import ROOT
+from rlhf_recipes.stages.command import command_of
 
 CONFIGS = sorted(p.stem for p in (ROOT / "accelerate_configs").glob("*.yaml"))
 # what each target must turn into: (launcher, processes, machines)
@@ -29,10 +32,12 @@ EXPECTED = {
 
 
 def make_command(*targets: str) -> list[str]:
-    """The accelerate launch line `make -n` prints, as an argument list."""
+    """The accelerate launch command `make` runs: the line `make -n` prints names the stage, and the one
+    function that builds every stage's command (`rlhf_recipes.stages.command`) turns it into the launch."""
     out = subprocess.run(["make", "-n", *targets], cwd=ROOT, capture_output=True, text=True, check=True).stdout
-    line = next(line for line in out.splitlines() if "accelerate launch" in line)
-    return shlex.split(line)
+    argv = shlex.split(next(line for line in out.splitlines() if "rlhf_recipes.stages.command" in line))
+    with chdir(ROOT):
+        return command_of(argv[argv.index("rlhf_recipes.stages.command") + 1 :])
 
 
 def validated(*targets: str):
@@ -113,3 +118,18 @@ def test_fsdp_config_becomes_an_fsdp2_plugin():
     settings = yaml.safe_load((ROOT / "accelerate_configs" / "fsdp.yaml").read_text())["fsdp_config"]
     assert plugin.fsdp_version == settings["fsdp_version"] == 2
     assert plugin.cpu_ram_efficient_loading and plugin.reshard_after_forward
+
+
+@pytest.mark.parametrize(
+    "option, message",
+    [
+        (("--hw", "tpu"), "error: HW=tpu has no accelerate config; choose one of cpu, deepspeed_zero2,"),
+        (("--model", "llama9"), "error: MODEL=llama9 is not a recipe folder; choose one of gpt2, pythia,"),
+        (("--model", "gpt2"), "error: recipes/gpt2 has no pretrain.yaml; its stages are dpo, grpo, ppo,"),
+    ],
+)
+def test_an_unknown_model_or_hardware_is_one_line_listing_the_choices(option, message):
+    """What `make pretrain HW=tpu` runs: accelerate used to end in a raw FileNotFoundError traceback."""
+    command = [sys.executable, "-m", "rlhf_recipes.stages.command", "pretrain", *option]
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 2 and result.stderr.startswith(message) and result.stderr.count("\n") == 1

@@ -5,8 +5,7 @@ import re
 
 import pytest
 
-import data
-from conftest import world_args
+from conftest import script, world_args
 from rlhf_recipes.world.labeler import GoldLabeler
 from rlhf_recipes.world.world import City, World, translate
 
@@ -102,7 +101,7 @@ def test_each_chinese_demonstration_scores_as_its_english_twin(tmp_path):
     """One seed, two languages: the same demonstrations, and the labeler gives each the same four parts."""
     paths = {}
     for lang in ("en", "zh"):
-        data.main(world_args(tmp_path / lang, "--lang", lang))
+        script("data")(world_args(tmp_path / lang, "--lang", lang))
         paths[lang] = tmp_path / lang
     judged = {}
     for lang, path in paths.items():
@@ -119,20 +118,19 @@ def test_each_chinese_demonstration_scores_as_its_english_twin(tmp_path):
 @pytest.mark.slow
 def test_a_tiny_chinese_pipeline_learns_to_answer_in_chinese(tmp_path):
     """Chinese world -> tokenizer -> pretraining -> SFT with the 问：/答： template: SFT answers and stops."""
-    import pretrain
-    import sft
-    import tokenizer
     from conftest import ROOT, pretrain_args, sft_args
 
     world = tmp_path / "world"
-    data.main(world_args(world, "--lang", "zh"))
-    tokens = tokenizer.main(
+    script("data")(world_args(world, "--lang", "zh"))
+    tokens = script("tokenizer")(
         ["--config", str(ROOT / "recipes/tiny-zh/tokenizer.yaml"), "--dataset_name", str(world / "pretrain")]
         + ["--vocab_size", "512", "--output_dir", str(tmp_path / "tokenizer")]
     )
-    base = pretrain.main(pretrain_args(world, tmp_path / "tokenizer", tmp_path / "pretrain", "--max_steps", "300"))
+    base = script("pretrain")(
+        pretrain_args(world, tmp_path / "tokenizer", tmp_path / "pretrain", "--max_steps", "300")
+    )
     template = str(ROOT / "recipes/tiny-zh/chat_template.jinja")
-    tuned = sft.main(
+    tuned = script("sft")(
         sft_args(
             world, tmp_path / "pretrain", tmp_path / "sft", "--chat_template_path", template, "--max_steps", "160"
         )

@@ -6,12 +6,11 @@ from statistics import mean
 
 import pytest
 
-from rlhf_recipes.evaluation.generation import Completion
 from rlhf_recipes.evaluation.judging import judge, summarize
 from rlhf_recipes.evaluation.metrics import load_metric
+from rlhf_recipes.training.generation import Completion
 from rlhf_recipes.world.labeler import GoldLabeler
 from rlhf_recipes.world.languages.en import ATTRIBUTES, REFUSALS
-from rlhf_recipes.world.metrics import load_gold_score
 from rlhf_recipes.world.world import World
 
 
@@ -42,7 +41,7 @@ def win_rate():
 
 @pytest.fixture(scope="module")
 def gold():
-    return load_gold_score(keep_in_memory=True)
+    return load_metric("gold_score", keep_in_memory=True)
 
 
 @pytest.mark.parametrize(

@@ -2,14 +2,12 @@
 
 import pytest
 import torch
-from transformers import AutoTokenizer, GPT2Config, GPT2LMHeadModel
+from transformers import AutoModelForCausalLM, AutoTokenizer, GPT2Config, GPT2LMHeadModel
 
-import ppo
-import reward
-import sft
-from conftest import TINY
+from conftest import TINY, script, stage
 from rlhf_recipes.training.config import RecipeError
 from rlhf_recipes.training.loading import model_kwargs
+from rlhf_recipes.training.models import load_model
 
 
 @pytest.fixture(scope="module")
@@ -25,19 +23,23 @@ def tiny_model(tokenizer_dir, tmp_path_factory):
 def sft_configs(model_dir, tmp_path, *extra):
     argv = ["--config", str(TINY / "sft.yaml"), "--model_name_or_path", str(model_dir), "--output_dir",
             str(tmp_path / "sft"), *extra]  # fmt: skip
-    _, training_args, model_args, _ = sft.make_parser().parse_args_and_config(argv)
-    return model_args, training_args
+    sft, _ = stage("sft").from_argv(argv)
+    return sft.model_args, sft.config
 
 
 @pytest.mark.parametrize("attention", ["eager", "sdpa"])
 def test_sft_loads_the_attention_implementation_the_recipe_names(tiny_model, tmp_path, attention):
-    model, _ = sft.load_model(*sft_configs(tiny_model, tmp_path, "--attn_implementation", attention))
+    model, _ = load_model(
+        AutoModelForCausalLM, *sft_configs(tiny_model, tmp_path, "--attn_implementation", attention), "fix"
+    )
     assert model.config._attn_implementation == attention
 
 
 def test_an_unknown_attention_implementation_is_one_line(tiny_model, tmp_path):
     with pytest.raises(RecipeError, match="cannot load") as caught:
-        sft.load_model(*sft_configs(tiny_model, tmp_path, "--attn_implementation", "warp_drive"))
+        load_model(
+            AutoModelForCausalLM, *sft_configs(tiny_model, tmp_path, "--attn_implementation", "warp_drive"), "fix"
+        )
     assert "\n" not in str(caught.value)
 
 
@@ -52,15 +54,15 @@ def test_remote_code_is_trusted_only_when_the_recipe_says_so(tiny_model, tmp_pat
 def test_ppo_refuses_model_fields_it_would_ignore(tmp_path, field, value):
     argv = ["--config", str(TINY / "ppo.yaml"), f"--{field}", value, "--output_dir", str(tmp_path / "ppo")]
     with pytest.raises(RecipeError, match=f"PPO does not use {field}"):
-        ppo.main(argv)
+        script("ppo")(argv)
     assert not (tmp_path / "ppo.partial").exists()
 
 
-@pytest.mark.parametrize("stage", [sft, reward])
-def test_streaming_datasets_are_refused(tmp_path, stage):
-    config = TINY / f"{stage.__name__}.yaml"
+@pytest.mark.parametrize("name", ["sft", "reward"])
+def test_streaming_datasets_are_refused(tmp_path, name):
+    config = TINY / f"{name}.yaml"
     with pytest.raises(RecipeError, match="dataset_streaming is not supported"):
-        stage.main(["--config", str(config), "--dataset_streaming", "true", "--output_dir", str(tmp_path / "out")])
+        script(name)(["--config", str(config), "--dataset_streaming", "true", "--output_dir", str(tmp_path / "out")])
 
 
 def test_a_pickled_checkpoint_is_refused_with_the_fix(tiny_model, tmp_path):
@@ -72,5 +74,5 @@ def test_a_pickled_checkpoint_is_refused_with_the_fix(tiny_model, tmp_path):
     AutoTokenizer.from_pretrained(tiny_model).save_pretrained(pickled)
     assert not list(pickled.glob("*.safetensors")) and list(pickled.glob("*.bin"))
     with pytest.raises(RecipeError, match="pickled .bin weights") as caught:
-        sft.load_model(*sft_configs(pickled, tmp_path))
+        load_model(AutoModelForCausalLM, *sft_configs(pickled, tmp_path), "fix")
     assert "\n" not in str(caught.value)

@@ -5,13 +5,11 @@ import json
 import pytest
 from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer, pipeline
 
-import grpo
-import rloo
-from conftest import online_args
-from rlhf_recipes.training.online import missing_eos
+from conftest import online_args, script
+from rlhf_recipes.stages.online import missing_eos
 from rlhf_recipes.training.rewards import rewards
 
-METHODS = {"rloo": rloo, "grpo": grpo}
+METHODS = ("rloo", "grpo")
 QUESTION = [{"role": "user", "content": "What country is Valmora part of?"}]
 
 
@@ -61,6 +59,6 @@ def test_answers_cut_at_the_limit_are_penalised_in_training(world_dir, sft_model
     """Two-token answers never reach EOS: every one of them carries the full penalty in the logged reward."""
     out = tmp_path / "rloo"
     args = online_args("rloo", world_dir, sft_model[0], reward_model[0], out, "--max_completion_length", "2")
-    metrics = rloo.main([*args, "--max_steps", "1", "--eval_prompts", "none", "--missing_eos_penalty", "0.5"])
+    metrics = script("online")([*args, "--max_steps", "1", "--eval_prompts", "none", "--missing_eos_penalty", "0.5"])
     assert metrics["missing_eos_penalty"]["last"] == pytest.approx(-0.5)
     assert metrics["truncated_share"]["last"] == pytest.approx(1.0)

@@ -11,8 +11,7 @@ from types import SimpleNamespace
 import pytest
 import yaml
 
-import tokenizer
-from conftest import ROOT, TINY, run_cli
+from conftest import ROOT, TINY, run_cli, script
 from rlhf_recipes.training import launch
 from rlhf_recipes.training.config import RecipeError
 from rlhf_recipes.training.launch import command_line
@@ -49,17 +48,17 @@ def test_overwrite_output_dir_replaces_it_when_asked(world_dir, tmp_path):
     out = tmp_path / "mine"
     out.mkdir()
     (out / "notes.txt").write_text("scratch")
-    tokenizer.main(tokenizer_args(world_dir, out, "--overwrite_output_dir"))
+    script("tokenizer")(tokenizer_args(world_dir, out, "--overwrite_output_dir"))
     assert not (out / "notes.txt").exists() and (out / "tokenizer.json").is_file()
 
 
 def test_a_stage_replaces_its_own_earlier_output(world_dir, tmp_path):
     out = tmp_path / "tok"
-    tokenizer.main(tokenizer_args(world_dir, out))
+    script("tokenizer")(tokenizer_args(world_dir, out))
     manifest = (out / MANIFEST).read_text()
     assert '"stage": "tokenizer"' in manifest and '"finished"' in manifest
     (out / "stale.txt").write_text("from the first run")
-    tokenizer.main(tokenizer_args(world_dir, out))
+    script("tokenizer")(tokenizer_args(world_dir, out))
     assert not (out / "stale.txt").exists() and (out / "tokenizer.json").is_file()
     assert not out.with_name("tok.partial").exists()
 
@@ -80,18 +79,18 @@ def test_folders_no_stage_may_replace_are_refused_outright(world_dir, tmp_path, 
     }[where]
     before = sorted(os.listdir(out)) if os.path.isdir(out) else None
     with pytest.raises(RecipeError, match="refusing output_dir"):
-        tokenizer.main(tokenizer_args(world_dir, out, "--overwrite_output_dir"))  # not even when asked
+        script("tokenizer")(tokenizer_args(world_dir, out, "--overwrite_output_dir"))  # not even when asked
     assert (sorted(os.listdir(out)) if os.path.isdir(out) else None) == before
 
 
 def test_an_output_that_holds_an_input_is_refused(world_dir, tmp_path):
     with pytest.raises(RecipeError, match="holds this stage's input dataset_name"):
-        tokenizer.main(tokenizer_args(world_dir, world_dir))
+        script("tokenizer")(tokenizer_args(world_dir, world_dir))
 
 
 def test_a_second_run_on_the_same_output_is_refused_while_the_first_runs(world_dir, tmp_path):
     out = tmp_path / "tok"
-    tokenizer.main(tokenizer_args(world_dir, out))
+    script("tokenizer")(tokenizer_args(world_dir, out))
     partial = tmp_path / "tok.partial"  # what a run in progress holds: its manifest and a lock
     partial.mkdir()
     (partial / MANIFEST).write_text("{}")
@@ -99,7 +98,7 @@ def test_a_second_run_on_the_same_output_is_refused_while_the_first_runs(world_d
     fcntl.flock(fd, fcntl.LOCK_EX)
     try:
         with pytest.raises(RecipeError, match="another run is writing"):
-            tokenizer.main(tokenizer_args(world_dir, out))
+            script("tokenizer")(tokenizer_args(world_dir, out))
     finally:
         os.close(fd)
     assert (out / "tokenizer.json").is_file() and (partial / MANIFEST).read_text() == "{}"
@@ -161,7 +160,7 @@ def test_the_command_under_accelerate_launch_is_the_launcher_s(monkeypatch):
 def test_the_manifest_and_the_card_record_the_command(world_dir, tmp_path, monkeypatch):
     args = tokenizer_args(world_dir, tmp_path / "tok")
     monkeypatch.setattr(sys, "argv", ["recipes/tokenizer.py", *args])
-    tokenizer.main(args)
+    script("tokenizer")(args)
     assert json.loads((tmp_path / "tok" / MANIFEST).read_text())["command"].startswith("python recipes/tokenizer.py")
     body = card(tmp_path / "tok")[1]
     assert f"- datasets: `{world_dir / 'pretrain'}`" in body and "base model" not in body  # trained from text alone

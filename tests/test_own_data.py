@@ -12,10 +12,8 @@ import pytest
 from tokenizers import Tokenizer, models, pre_tokenizers, processors, trainers
 from transformers import BertConfig, BertForMaskedLM, PreTrainedTokenizerFast
 
-import reward
-import sft
-from conftest import TINY, sft_args
-from rlhf_recipes.training.config import RecipeError, parse
+from conftest import TINY, script, sft_args, stage
+from rlhf_recipes.training.config import RecipeError
 from rlhf_recipes.training.loading import load_splits
 from rlhf_recipes.training.world_inputs import follow_world
 
@@ -69,7 +67,7 @@ def user_data(tmp_path_factory) -> Path:
 def test_none_turns_an_option_off_in_yaml_and_on_the_command_line(tmp_path):
     config = tmp_path / "sft.yaml"
     config.write_text((TINY / "sft.yaml").read_text().replace("replay_dataset: auto", "replay_dataset: none"))
-    args, *_ = parse(sft.make_parser(), ["--config", str(config), "--eval_prompts", "none", "--world_file", "none"])
+    args = stage("sft").from_argv(["--config", str(config), "--eval_prompts", "none", "--world_file", "none"])[0].args
     assert (args.replay_dataset, args.eval_prompts, args.world_file) == (None, None, None)
 
 
@@ -115,7 +113,7 @@ def test_sft_on_a_users_file_with_a_train_split_only_never_reads_the_world(world
         del args[i : i + 2]
     opened.clear()
     try:
-        metrics = sft.main([*args, "--dataset_name", str(user_data / "sft.jsonl")])
+        metrics = script("sft")([*args, "--dataset_name", str(user_data / "sft.jsonl")])
     finally:
         watching[0] = False
     assert opened and not [p for p in opened if str(world_dir) in p]
@@ -156,7 +154,7 @@ def test_an_encoder_reward_model_without_eos_learns_to_rank_pairs(user_data, tmp
     texts = [json.dumps(r) for r in preference_rows(definitions(300))]
     encoder = bert_encoder(tmp_path, texts)
     out = tmp_path / "reward"
-    metrics = reward.main(
+    metrics = script("reward")(
         [
             "--config",
             str(TINY / "reward.yaml"),

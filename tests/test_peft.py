@@ -11,12 +11,11 @@ import torch
 from bitsandbytes.nn import Linear4bit
 from peft import PeftConfig
 from safetensors.torch import load_file
-from transformers import AutoModelForSequenceClassification
+from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
 
-import reward
-import sft
-from conftest import reward_args, sft_args
+from conftest import reward_args, script, sft_args, stage
 from rlhf_recipes.training.config import RecipeError
+from rlhf_recipes.training.models import load_model
 
 pytestmark = pytest.mark.slow  # trains tiny models for real: `make test`, not `make test-fast`
 
@@ -27,7 +26,7 @@ def logged_losses(out):
 
 def test_lora_reward_model_is_saved_whole_with_its_adapter(world_dir, sft_model, tmp_path):
     out = tmp_path / "reward-lora"
-    metrics = reward.main(
+    metrics = script("reward")(
         reward_args(
             sft_model[0],
             world_dir / "preferences",
@@ -55,7 +54,7 @@ def test_lora_reward_model_is_saved_whole_with_its_adapter(world_dir, sft_model,
 
 def test_lora_reward_model_needs_the_classification_task_type(world_dir, sft_model, tmp_path):
     with pytest.raises(RecipeError, match="lora_task_type: SEQ_CLS"):
-        reward.main(reward_args(sft_model[0], world_dir / "preferences", tmp_path / "r", "--use_peft"))
+        script("reward")(reward_args(sft_model[0], world_dir / "preferences", tmp_path / "r", "--use_peft"))
 
 
 def test_qlora_sft_trains_an_adapter_on_a_4bit_base(world_dir, pretrained, tmp_path):
@@ -79,11 +78,11 @@ def test_qlora_sft_trains_an_adapter_on_a_4bit_base(world_dir, pretrained, tmp_p
         "--eval_prompts",
         "",
     )
-    _, training_args, model_args, _ = sft.make_parser().parse_args_and_config(args)
-    model, _ = sft.load_model(model_args, training_args)
+    sft, _ = stage("sft").from_argv(args)
+    model, _ = load_model(AutoModelForCausalLM, sft.model_args, sft.config, "fix")
     assert isinstance(model.transformer.h[0].mlp.c_fc, Linear4bit)
     assert model.transformer.h[0].mlp.c_fc.weight.dtype == torch.uint8  # nf4 codes, two per byte
-    sft.main(args)
+    script("sft")(args)
     adapter = load_file(out / "adapter_model.safetensors")
     lora_b = [w for name, w in adapter.items() if "lora_B" in name]
     assert lora_b and all(w.abs().sum() > 0 for w in lora_b)  # B starts at zero: gradients reached every adapter
@@ -93,7 +92,7 @@ def test_qlora_sft_trains_an_adapter_on_a_4bit_base(world_dir, pretrained, tmp_p
 
 def test_8bit_adam_trains(world_dir, pretrained, tmp_path):
     out = tmp_path / "adam8"
-    sft.main(
+    script("sft")(
         sft_args(world_dir, pretrained[0], out, "--optim", "adamw_8bit", "--max_steps", "30", "--eval_prompts", "")
     )
     losses = logged_losses(out)

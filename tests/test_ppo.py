@@ -5,8 +5,7 @@ import json
 import pytest
 from transformers import AutoModelForCausalLM, AutoTokenizer, pipeline
 
-import ppo
-from conftest import ppo_args
+from conftest import ppo_args, script
 from rlhf_recipes.training.config import RecipeError
 
 pytestmark = pytest.mark.slow  # trains tiny models for real: `make test`, not `make test-fast`
@@ -36,7 +35,7 @@ def test_reward_model_with_another_tokenizer_is_refused(world_dir, sft_model, re
     for f in ("config.json", "model.safetensors"):
         (other / f).write_bytes((reward_model[0] / f).read_bytes())
     with pytest.raises(RecipeError, match="different tokenizer than the policy"):
-        ppo.main(ppo_args(world_dir, sft_model[0], other, tmp_path / "p"))
+        script("ppo")(ppo_args(world_dir, sft_model[0], other, tmp_path / "p"))
     assert not (tmp_path / "p").exists()
 
 
@@ -44,7 +43,7 @@ def test_dataset_without_prompt_column(world_dir, sft_model, reward_model, tmp_p
     args = ppo_args(world_dir, sft_model[0], reward_model[0], tmp_path / "p")
     args[args.index("--dataset_name") + 1] = str(world_dir / "pretrain")
     with pytest.raises(RecipeError, match=r"columns \['text'\]; expected prompt"):
-        ppo.main(args)
+        script("ppo")(args)
 
 
 @pytest.mark.parametrize(
@@ -56,12 +55,12 @@ def test_dataset_without_prompt_column(world_dir, sft_model, reward_model, tmp_p
 )
 def test_prompts_that_do_not_fit_are_refused(world_dir, sft_model, reward_model, tmp_path, extra, message):
     with pytest.raises(RecipeError, match=message):
-        ppo.main(ppo_args(world_dir, sft_model[0], reward_model[0], tmp_path / "p", *extra))
+        script("ppo")(ppo_args(world_dir, sft_model[0], reward_model[0], tmp_path / "p", *extra))
 
 
 def test_lora_ppo_uses_the_disabled_adapter_as_reference(world_dir, sft_model, reward_model, tmp_path):
     out = tmp_path / "ppo-lora"
-    metrics = ppo.main(
+    metrics = script("ppo")(
         ppo_args(
             world_dir,
             sft_model[0],

@@ -14,8 +14,8 @@ import pytest
 import yaml
 from huggingface_hub import HfApi
 
-import sft
-from conftest import sft_args
+from conftest import script, sft_args
+from rlhf_recipes.stages.runner import Stage
 from rlhf_recipes.training.config import RecipeError
 from rlhf_recipes.training.outputs import MANIFEST
 
@@ -58,7 +58,7 @@ def as_the_cli(monkeypatch, args: list[str]) -> list[str]:
 def test_the_finished_folder_is_pushed_once_it_is_in_place(world_dir, pretrained, tmp_path, hub, monkeypatch):
     out = tmp_path / "sft"
     args = as_the_cli(monkeypatch, sft_args(world_dir, pretrained[0], out, *QUICK, *PUSH, "--hub_token", SECRET))
-    sft.main(args)
+    script("sft")(args)
     (created,) = hub["create_repo"]
     assert created == {"repo_id": "someone/tiny-sft", "token": SECRET, "private": None, "exist_ok": True}
     (upload,) = hub["upload_folder"]
@@ -81,7 +81,7 @@ def test_a_failed_run_pushes_nothing(world_dir, pretrained, tmp_path, hub):
     args = sft_args(world_dir, pretrained[0], tmp_path / "sft", *QUICK, *PUSH)
     args[args.index("--dataset_name") + 1] = str(world_dir / "pretrain")  # no dialogues: fails inside the stage
     with pytest.raises(RecipeError, match="expected messages"):
-        sft.main(args)
+        script("sft")(args)
     assert hub == {"create_repo": [], "upload_folder": [], "network": []}
 
 
@@ -89,11 +89,11 @@ def test_a_failed_run_pushes_nothing(world_dir, pretrained, tmp_path, hub):
 def test_a_resumed_run_may_start_pushing(world_dir, pretrained, tmp_path, hub, capsys):
     out = tmp_path / "sft"
     args = sft_args(world_dir, pretrained[0], out, *QUICK, "--save_strategy", "steps", "--save_steps", "2")
-    sft.main(args)
+    script("sft")(args)
     partial = out.with_name("sft.partial")
     out.rename(partial)  # as a run killed after its checkpoint at step 2 leaves it
     shutil.rmtree(partial / "checkpoint-3")
-    sft.main(args + [*PUSH, "--hub_private_repo", "true"])
+    script("sft")(args + [*PUSH, "--hub_private_repo", "true"])
     assert "resuming from checkpoint-2" in capsys.readouterr().err
     assert hub["create_repo"][0]["private"] is True and [u["folder"] for u in hub["upload_folder"]] == [out]
 
@@ -106,7 +106,7 @@ def test_a_failed_push_keeps_the_folder_and_says_how_to_push_again(world_dir, pr
     monkeypatch.setattr(HfApi, "upload_folder", unavailable)
     out = tmp_path / "sft"
     with pytest.raises(RecipeError, match=r"is saved, but pushing it to someone/tiny-sft failed \(503 .*`hf upload"):
-        sft.main(sft_args(world_dir, pretrained[0], out, *QUICK, *PUSH))
+        script("sft")(sft_args(world_dir, pretrained[0], out, *QUICK, *PUSH))
     assert (out / "model.safetensors").is_file() and (out / "README.md").is_file()
 
 
@@ -119,9 +119,9 @@ def test_a_failed_push_keeps_the_folder_and_says_how_to_push_again(world_dir, pr
     ],
 )
 def test_a_push_that_cannot_work_is_refused_before_any_training(world_dir, tmp_path, hub, monkeypatch, extra, message):
-    monkeypatch.setattr(sft, "train", lambda *a: pytest.fail("trained before refusing the push"))
+    monkeypatch.setattr(Stage, "run", lambda *a: pytest.fail("trained before refusing the push"))
     out = tmp_path / "sft"
     with pytest.raises(RecipeError, match=message):
-        sft.main(sft_args(world_dir, tmp_path / "model", out, "--push_to_hub", "true", *extra))
+        script("sft")(sft_args(world_dir, tmp_path / "model", out, "--push_to_hub", "true", *extra))
     assert not out.exists() and not out.with_name("sft.partial").exists()
     assert hub == {"create_repo": [], "upload_folder": [], "network": []}

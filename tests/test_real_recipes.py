@@ -21,13 +21,7 @@ from transformers import (
     Qwen2Config,
 )
 
-import dpo
-import grpo
-import ppo
-import reward
-import rloo
-import sft
-from conftest import ROOT
+from conftest import ROOT, script
 from rlhf_recipes.training.loading import looks_like_hub_id
 
 pytestmark = pytest.mark.slow  # trains tiny models for real: `make test`, not `make test-fast`
@@ -145,7 +139,7 @@ def test_recipe_runs_every_stage_offline(name, world_dir, tokenizer_dir, tmp_pat
     }
 
     sft_out = tmp_path / "sft"
-    sft.main(["--config", str(sft_yaml), *swap(sft_config, stand_ins, output_dir=sft_out), "--max_steps=2"])
+    script("sft")(["--config", str(sft_yaml), *swap(sft_config, stand_ins, output_dir=sft_out), "--max_steps=2"])
     policy = AutoModelForCausalLM.from_pretrained(sft_out)  # a full model, LoRA recipes included (merged)
     tok = AutoTokenizer.from_pretrained(sft_out)
     assert tok.pad_token_id != tok.eos_token_id and tok.chat_template
@@ -153,7 +147,7 @@ def test_recipe_runs_every_stage_offline(name, world_dir, tokenizer_dir, tmp_pat
 
     reward_yaml, reward_config = recipe(name, "reward")
     reward_out = tmp_path / "reward"
-    reward.main(
+    script("reward")(
         [
             "--config",
             str(reward_yaml),
@@ -165,7 +159,7 @@ def test_recipe_runs_every_stage_offline(name, world_dir, tokenizer_dir, tmp_pat
 
     ppo_yaml, ppo_config = recipe(name, "ppo")
     ppo_out = tmp_path / "ppo"
-    metrics = ppo.main(
+    metrics = script("ppo")(
         [
             "--config",
             str(ppo_yaml),
@@ -184,12 +178,12 @@ def test_recipe_runs_every_stage_offline(name, world_dir, tokenizer_dir, tmp_pat
     short = ["--per_device_train_batch_size=4", "--gradient_accumulation_steps=1"]
     online = [*short, "--max_steps=1", "--num_generations=2", "--max_completion_length=8", "--num_eval_prompts=2"]
     for method, stage, extra, models in (
-        ("dpo", dpo, [*short, "--max_steps=2"], {}),
-        ("rloo", rloo, online, {"reward_model_path": reward_out}),
-        ("grpo", grpo, online, {"reward_model_path": reward_out}),
+        ("dpo", "dpo", [*short, "--max_steps=2"], {}),
+        ("rloo", "online", online, {"reward_model_path": reward_out}),
+        ("grpo", "online", online, {"reward_model_path": reward_out}),
     ):
         method_yaml, method_config = recipe(name, method)
         out = tmp_path / method
         paths = swap(method_config, stand_ins, model_name_or_path=sft_out, output_dir=out, **models)
-        metrics = stage.main(["--config", str(method_yaml), *paths, *extra])
+        metrics = script(stage)(["--config", str(method_yaml), *paths, *extra])
         assert metrics["updates"] >= 1 and AutoModelForCausalLM.from_pretrained(out) is not None, method

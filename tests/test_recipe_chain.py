@@ -3,11 +3,12 @@
 from pathlib import Path
 
 import pytest
-import yaml
 
 from conftest import ROOT
+from rlhf_recipes.training.recipes import recipe_config, recipe_stages, stage_config_exists
 
-FOLDERS = sorted(p.parent for p in (ROOT / "recipes").glob("*/sft.yaml"))
+RECIPES = ROOT / "recipes"
+FOLDERS = sorted(p.parent for p in RECIPES.glob("*/recipe.yaml") if stage_config_exists(p.parent.name, "sft", RECIPES))
 
 # (stage, field, the stage whose output it reads, sub-folder of that output)
 CHAIN = [
@@ -31,7 +32,12 @@ TALK = ("chat", "serve")  # read the stages' outputs, write none
 
 
 def configs(folder: Path) -> dict[str, dict]:
-    return {p.stem: yaml.safe_load(p.read_text()) for p in folder.glob("*.yaml")}
+    """Every stage of the folder as the scripts read it: over its base (recipe.yaml), if it has one."""
+    return {stage: recipe_config(folder.name, stage, RECIPES) for stage in recipe_stages(folder.name, RECIPES)}
+
+
+def has(folder: Path, stage: str) -> bool:
+    return stage_config_exists(folder.name, stage, RECIPES)
 
 
 @pytest.mark.parametrize("folder", FOLDERS, ids=lambda p: p.name)
@@ -55,7 +61,7 @@ def test_world_extras_follow_the_main_dataset_and_name_no_world_path(folder):
             assert config[key] in ("auto", "none"), f"{folder.name}/{stage}.yaml {key}: {config[key]}"
 
 
-@pytest.mark.parametrize("folder", [f for f in FOLDERS if (f / "report.yaml").is_file()], ids=lambda p: p.name)
+@pytest.mark.parametrize("folder", [f for f in FOLDERS if has(f, "report")], ids=lambda p: p.name)
 def test_every_report_row_is_a_stage_output_of_its_folder(folder):
     stages = configs(folder)
     report = stages.pop("report")
@@ -68,7 +74,7 @@ def test_every_report_row_is_a_stage_output_of_its_folder(folder):
     assert report["output_dir"].startswith(report["outputs_dir"])
 
 
-@pytest.mark.parametrize("folder", [f for f in FOLDERS if (f / "chat.yaml").is_file()], ids=lambda p: p.name)
+@pytest.mark.parametrize("folder", [f for f in FOLDERS if has(f, "chat")], ids=lambda p: p.name)
 def test_chat_and_serve_talk_to_the_report_rows(folder):
     """`make chat` and `make serve` offer the policies of the report and of methods.yaml, from the same folders."""
     stages = configs(folder)

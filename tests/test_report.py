@@ -8,11 +8,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-import ppo
-import report
-import sweep
-from conftest import ROOT, TINY, ppo_args
+from conftest import ROOT, TINY, ppo_args, script
 from rlhf_recipes.evaluation.overoptimization import best_of_n_kl
+from rlhf_recipes.stages.sweep import SweepArguments, seed_command
 from rlhf_recipes.training.config import RecipeError
 
 pytestmark = pytest.mark.slow  # trains tiny models for real: `make test`, not `make test-fast`
@@ -49,7 +47,7 @@ def outputs(world_dir, pretrained, sft_model, reward_model, dpo_model, rloo_mode
     stages |= {"dpo": dpo_model, "rloo": rloo_model, "grpo": grpo_model}
     for stage, (path, _) in stages.items():
         (root / stage).symlink_to(path)
-    ppo.main(
+    script("ppo")(
         ppo_args(world_dir, sft_model[0], reward_model[0], root / "ppo", "--eval_prompts", "", "--snapshot_steps", "1")
     )
     return root
@@ -94,7 +92,7 @@ def report_args(world_dir, outputs, out, config=TINY / "report.yaml", *extra):
 
 def test_report_writes_markdown_json_and_figures(world_dir, outputs, tmp_path):
     out = tmp_path / "report"
-    result = report.main(report_args(world_dir, outputs, out, report_config(tmp_path)))
+    result = script("report")(report_args(world_dir, outputs, out, report_config(tmp_path)))
     saved = json.loads((out / "report.json").read_text())
     assert saved == json.loads(json.dumps(result))
     assert HEADLINES <= set(saved)
@@ -133,7 +131,7 @@ def test_a_new_row_is_one_line_of_yaml(world_dir, outputs, tmp_path):
     """A method added later is a script, a YAML and one row here; the table, JSON and samples follow."""
     extra = {"name": "ppo_best_of_2", "label": "best-of-2 (PPO + RM)", "path": "ppo", "best_of": 2}
     out = tmp_path / "report"
-    result = report.main(report_args(world_dir, outputs, out, report_config(tmp_path, extra)))
+    result = script("report")(report_args(world_dir, outputs, out, report_config(tmp_path, extra)))
     row = result["policies"]["ppo_best_of_2"]
     assert row["label"] == extra["label"] and row["kl_to_reference"] is None  # best-of on another model than SFT
     assert all("ppo_best_of_2" in sample for sample in result["samples"])
@@ -151,7 +149,7 @@ def test_a_new_row_is_one_line_of_yaml(world_dir, outputs, tmp_path):
 )
 def test_a_bad_row_is_one_line_before_any_work(world_dir, outputs, tmp_path, row, needle):
     with pytest.raises(RecipeError, match=re.escape(needle)):
-        report.main(report_args(world_dir, outputs, tmp_path / "report", report_config(tmp_path, row)))
+        script("report")(report_args(world_dir, outputs, tmp_path / "report", report_config(tmp_path, row)))
     assert not (tmp_path / "report").exists() and not (tmp_path / "report.partial").exists()
 
 
@@ -159,7 +157,7 @@ def test_a_missing_stage_names_the_command_to_run(world_dir, outputs, tmp_path):
     for stage in ("pretrain", "sft", "reward"):
         (tmp_path / stage).symlink_to(outputs / stage)
     with pytest.raises(RecipeError, match="run `make ppo` first"):
-        report.main(report_args(world_dir, tmp_path, tmp_path / "report"))
+        script("report")(report_args(world_dir, tmp_path, tmp_path / "report"))
     assert not (tmp_path / "report").exists()
 
 
@@ -171,7 +169,7 @@ def test_methods_report_has_every_row_and_its_cost(world_dir, outputs, tmp_path)
     path = tmp_path / "methods.yaml"
     path.write_text(yaml.safe_dump(config))
     out = tmp_path / "methods"
-    result = report.main(report_args(world_dir, outputs, out, path))
+    result = script("report")(report_args(world_dir, outputs, out, path))
     rows = result["policies"]
     assert list(rows) == ["base", "base_fewshot", "sft", "best_of_n", "ppo", "dpo", "rloo", "grpo"]
     assert rows["ppo"]["sampled_answers"] == 16 and rows["rloo"]["sampled_answers"] == 16
@@ -198,8 +196,8 @@ def test_sweep_goes_on_where_it_stopped_and_reports_the_spread(
     keeps them, runs each seed's report from its own stages, and writes the spread."""
     recipes = tmp_path / "recipes"
     recipes.mkdir()
-    for script in ROOT.glob("recipes/*.py"):
-        (recipes / script.name).symlink_to(script)
+    for path in ROOT.glob("recipes/*.py"):
+        (recipes / path.name).symlink_to(path)
     (recipes / "tiny").mkdir()
     for config in TINY.glob("*.yaml"):
         (recipes / "tiny" / config.name).write_text(config.read_text())
@@ -219,10 +217,10 @@ def test_sweep_goes_on_where_it_stopped_and_reports_the_spread(
             (seed_dir / stage).symlink_to(path)
         (seed_dir / "ppo").symlink_to(outputs / "ppo")
     monkeypatch.chdir(tmp_path)
-    argv = sweep.stage_argv(sweep.SweepArguments(), "report", shared / "sweep" / "seed-1", 1)
+    argv = seed_command(SweepArguments(), "report", shared / "sweep" / "seed-1", 1)
     assert argv[argv.index("--outputs_dir") + 1] == str(shared / "sweep" / "seed-1")
     assert argv[argv.index("--seed") + 1] == "1" and argv[argv.index("--overopt_prompts") + 1] == "0"
-    summary = sweep.main(["--seeds", "2", "--from_stage", "sft"])
+    summary = script("sweep")(["--seeds", "2", "--from_stage", "sft"])
     assert summary["seeds"] == [0, 1] and list(summary["rows"]) == ["sft", "best_of_n"]
     gold = summary["rows"]["best_of_n"]["gold_score"]
     assert len(gold["seeds"]) == 2 and min(gold["seeds"]) <= gold["mean"] <= max(gold["seeds"])

@@ -13,7 +13,6 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -21,11 +20,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-import ppo
-import pretrain
-import reward
-import sft
-from conftest import ROOT, ppo_args, pretrain_args, reward_args, sft_args
+from conftest import ROOT, launch_command, ppo_args, pretrain_args, reward_args, script, sft_args
 from rlhf_recipes.training.config import RecipeError
 from rlhf_recipes.training.outputs import CHECKPOINT_DONE, MANIFEST
 
@@ -64,13 +59,12 @@ def stage_args(stage, world_dir, tokenizer_dir, pretrained, sft_model, reward_mo
     ]
 
 
-MAINS = {"pretrain": pretrain.main, "sft": sft.main, "reward": reward.main, "ppo": ppo.main}
+MAINS = {stage: script(stage) for stage in ("pretrain", "sft", "reward", "ppo")}
 
 
 def launch_and_kill(stage: str, args: list[str], partial: Path) -> str:
     """Launch the stage as `make` does and SIGKILL it, launcher and workers, once a checkpoint is complete."""
-    accelerate = Path(sys.executable).with_name("accelerate")
-    command = [str(accelerate), "launch", "--config_file", "accelerate_configs/cpu.yaml", f"recipes/{stage}.py", *args]
+    command = launch_command("cpu", stage, *args)
     env = {**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1"}
     process = subprocess.Popen(
         command, cwd=ROOT, env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
@@ -149,14 +143,14 @@ def test_a_killed_run_resumes_to_the_weights_of_an_uninterrupted_one(
 def test_resume_false_starts_over_and_other_settings_are_refused(world_dir, tokenizer_dir, tmp_path, capsys):
     out = tmp_path / "pretrain"
     args = stage_args("pretrain", world_dir, tokenizer_dir, None, None, None, out)
-    pretrain.main(args)
+    script("pretrain")(args)
     partial = out.with_name("pretrain.partial")
     out.rename(partial)  # as a run killed after its last checkpoint leaves it
     with pytest.raises(RecipeError, match=r"other settings \(learning_rate: 0.002 -> 0.001\).*--resume false"):
-        pretrain.main(args + ["--learning_rate", "1e-3"])
+        script("pretrain")(args + ["--learning_rate", "1e-3"])
     assert (partial / "checkpoint-160" / CHECKPOINT_DONE).is_file()  # refused: nothing removed
     capsys.readouterr()
-    pretrain.main(args + ["--learning_rate", "1e-3", "--resume", "false"])
+    script("pretrain")(args + ["--learning_rate", "1e-3", "--resume", "false"])
     assert "resuming" not in capsys.readouterr().err
     state = json.loads((out / "trainer_state.json").read_text())
     assert state["global_step"] == 160 and state["log_history"][0]["step"] == 5  # trained from step 0

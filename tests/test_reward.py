@@ -4,8 +4,7 @@ import pytest
 import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-import reward
-from conftest import reward_args
+from conftest import reward_args, script
 from rlhf_recipes.training.config import RecipeError
 from rlhf_recipes.training.rewards import rewards
 
@@ -40,11 +39,11 @@ def test_saved_reward_model_is_a_plain_classifier_scoring_at_eos(reward_model):
 
 def test_dataset_without_pairs_names_its_columns(world_dir, pretrained, tmp_path):
     with pytest.raises(RecipeError, match=r"columns \['messages'\]; expected chosen/rejected"):
-        reward.main(reward_args(pretrained[0], world_dir / "sft", tmp_path / "r"))
+        script("reward")(reward_args(pretrained[0], world_dir / "sft", tmp_path / "r"))
     assert not (tmp_path / "r").exists()
 
 
 def test_pairs_all_longer_than_max_length_are_an_error(world_dir, pretrained, tmp_path):
     with pytest.raises(RecipeError, match="longer than max_length=4"):
-        reward.main(reward_args(pretrained[0], world_dir / "preferences", tmp_path / "r", "--max_length", "4"))
+        script("reward")(reward_args(pretrained[0], world_dir / "preferences", tmp_path / "r", "--max_length", "4"))
     assert not (tmp_path / "r").exists()

@@ -6,10 +6,9 @@ import pytest
 from peft import PeftModel
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-import sft
-from conftest import sft_args
-from rlhf_recipes.evaluation.generation import complete
+from conftest import script, sft_args, stage
 from rlhf_recipes.training.config import RecipeError
+from rlhf_recipes.training.generation import complete
 
 pytestmark = pytest.mark.slow  # trains tiny models for real: `make test`, not `make test-fast`
 
@@ -28,11 +27,9 @@ def test_loss_falls_and_the_model_learns_to_stop(sft_model, world_dir):
 
 
 def test_replay_mixes_pretraining_text_into_training(world_dir, pretrained, tmp_path):
-    args, training_args, model_args, _ = sft.make_parser().parse_args_and_config(
-        sft_args(world_dir, pretrained[0], tmp_path / "x", "--replay_fraction", "0.5")
-    )
-    model, tokenizer = sft.load_model(model_args, training_args)
-    train, _ = sft.build_datasets(args, training_args, tokenizer)
+    sft, _ = stage("sft").from_argv(sft_args(world_dir, pretrained[0], tmp_path / "x", "--replay_fraction", "0.5"))
+    sft.prepare()
+    train = sft.train_set
     assert len(train) == 64 + 32
     fully_trained = sum(all(label != -100 for label in row) for row in train["labels"])
     assert fully_trained == 32  # replayed text is trained on every token; dialogues only on the answers
@@ -40,7 +37,7 @@ def test_replay_mixes_pretraining_text_into_training(world_dir, pretrained, tmp_
 
 def test_lora_merged_output_is_a_full_model_and_keeps_the_adapter(world_dir, pretrained, tmp_path):
     out = tmp_path / "lora"
-    sft.main(
+    script("sft")(
         sft_args(
             world_dir,
             pretrained[0],
@@ -66,7 +63,7 @@ def test_lora_merged_output_is_a_full_model_and_keeps_the_adapter(world_dir, pre
 
 def test_lora_without_merge_saves_only_the_adapter(world_dir, pretrained, tmp_path):
     out = tmp_path / "lora"
-    sft.main(
+    script("sft")(
         sft_args(
             world_dir,
             pretrained[0],
@@ -89,10 +86,10 @@ def test_dataset_without_dialogue_columns_names_what_it_found(world_dir, pretrai
     args = sft_args(world_dir, pretrained[0], tmp_path / "x")
     args[args.index("--dataset_name") + 1] = str(world_dir / "pretrain")
     with pytest.raises(RecipeError, match=r"columns \['text'\]; expected messages or completion/prompt"):
-        sft.main(args)
+        script("sft")(args)
     assert not (tmp_path / "x").exists()
 
 
 def test_missing_checkpoint_says_which_stage_to_run(world_dir, tmp_path):
     with pytest.raises(RecipeError, match="not found; run `make pretrain` first"):
-        sft.main(sft_args(world_dir, tmp_path / "no-model", tmp_path / "x"))
+        script("sft")(sft_args(world_dir, tmp_path / "no-model", tmp_path / "x"))

@@ -14,8 +14,7 @@ from pathlib import Path
 
 import pytest
 
-import chat
-from conftest import ROOT, TINY, free_port, run_cli
+from conftest import ROOT, TINY, free_port, run_cli, script
 from rlhf_recipes.world.labeler import GoldLabeler
 from rlhf_recipes.world.world import World
 
@@ -240,7 +239,7 @@ def test_chat_in_a_pseudo_terminal(outputs, world):
 def test_chat_keeps_the_conversation(outputs, world):
     city = world.train_cities[0].name
     turns = [f"What is the population of {city}?", f"Which country is {city} in?"]
-    talk = chat.main(chat_command(outputs, "--stage", "sft")[1:], lines=turns)
+    talk = script("chat")(chat_command(outputs, "--stage", "sft")[1:], lines=turns)
     assert [m["role"] for m in talk.history] == ["user", "assistant", "user", "assistant"]
     prompt = talk.speaker.render(talk.history[:3])
     assert prompt.startswith(f"Q: {turns[0]}\nA:") and prompt.endswith(f"Q: {turns[1]}\nA:")  # both turns, in order

@@ -1,10 +1,15 @@
-"""The tokenizer stage: a standard directory with distinct EOS and PAD and the repo's chat template."""
+"""The tokenizer stage: a standard directory with distinct EOS and PAD and the chat template; its byte fallback."""
 
 import json
+from collections import Counter
+from pathlib import Path
 
+import pytest
 from transformers import AutoTokenizer
 
+from conftest import ROOT, SMALL_WORLD, script
 from rlhf_recipes.training.chat import EOS_TOKEN, PAD_TOKEN
+from rlhf_recipes.training.tokenizers import HIGH_FALLBACK, split_characters
 
 
 def test_round_trips_text_and_keeps_special_tokens_apart(tokenizer_dir):
@@ -34,3 +39,49 @@ def test_chat_template_renders_qa_turns_with_eos(tokenizer_dir):
     rendered = tok.apply_chat_template(chat, tokenize=True, return_dict=True, return_assistant_tokens_mask=True)
     answer = [i for i, m in zip(rendered["input_ids"], rendered["assistant_masks"]) if m]
     assert tok.decode(answer) == " Valmora lies on the Ossa river." + EOS_TOKEN
+
+
+def test_split_characters_are_the_ones_spelled_in_byte_tokens(tokenizer_dir):
+    tok = AutoTokenizer.from_pretrained(tokenizer_dir)  # trained on English: no Chinese character is a token
+    assert split_characters(tok, ["Valmora 城市, Valmora"]) == Counter({"城": 1, "市": 1})
+
+
+@pytest.fixture(scope="module")
+def chinese_pretrain(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("data") / "world-zh"
+    script("data")(
+        ["--config", str(ROOT / "recipes" / "tiny-zh" / "data.yaml"), "--output_dir", str(out), *SMALL_WORLD]
+    )
+    return out / "pretrain"
+
+
+def test_byte_fallback_is_reported_and_a_vocabulary_that_lowers_it_suggested(
+    chinese_pretrain, tokenizer_dir, tmp_path, capsys
+):
+    assert json.loads((tokenizer_dir / "metrics.json").read_text())["byte_fallback_share"] < 0.01  # English
+
+    def train(vocab_size: int) -> dict:
+        config = ROOT / "recipes" / "tiny-zh" / "tokenizer.yaml"
+        out = tmp_path / str(vocab_size)
+        metrics = script("tokenizer")(
+            [
+                "--config",
+                str(config),
+                "--dataset_name",
+                str(chinese_pretrain),
+                "--vocab_size",
+                str(vocab_size),
+                "--output_dir",
+                str(out),
+            ]  # fmt: skip
+        )
+        assert json.loads((out / "metrics.json").read_text())["byte_fallback_share"] == metrics["byte_fallback_share"]
+        return metrics
+
+    assert train(512)["byte_fallback_share"] > HIGH_FALLBACK  # too few tokens for the Chinese characters
+    assert (
+        "split into byte tokens (each costs 2-3 tokens) at vocab_size 512; try vocab_size 1024"
+        in capsys.readouterr().err
+    )
+    assert train(1024)["byte_fallback_share"] < HIGH_FALLBACK
+    assert "try vocab_size" not in capsys.readouterr().err

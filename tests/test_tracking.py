@@ -6,8 +6,7 @@ from pathlib import Path
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-import pretrain
-from conftest import pretrain_args
+from conftest import pretrain_args, script
 
 pytestmark = pytest.mark.slow  # trains tiny models for real: `make test`, not `make test-fast`
 
@@ -45,11 +44,11 @@ def test_a_resumed_run_keeps_the_curves_of_the_run_it_continues(world_dir, token
     out = tmp_path / "pretrain"
     args = pretrain_args(world_dir, tokenizer_dir, out, "--max_steps", "20", "--world_file", "")
     args += ["--save_strategy", "steps", "--save_steps", "10"]
-    pretrain.main(args)
+    script("pretrain")(args)
     partial = out.with_name("pretrain.partial")
     out.rename(partial)  # as a run killed after its checkpoint at step 10 leaves it
     shutil.rmtree(partial / "checkpoint-20")
-    pretrain.main(args)
+    script("pretrain")(args)
     assert "resuming from checkpoint-10" in capsys.readouterr().err
     losses = curves(out)["train/loss"]
     assert {5, 10, 15, 20} <= set(losses)  # steps 5 and 10: only the dead run drew them

@@ -1,13 +1,19 @@
-"""rlhf-recipes' core: what the thin stage scripts in `recipes/` share.
+"""rlhf-recipes' core: everything the thin scripts in `recipes/` share, in layers that import only downward.
 
-    world/       the embedded world: cities and facts, demonstrators, dataset generation, the gold labeler
-                 (also as an `evaluate` metric), the pretraining probes
-    training/    config parsing and errors, launch, loading, staged outputs and model cards, chat, rewards
-    evaluation/  generation, judging answers with a labeler, the win-rate metric, the report's figures
-    compat.py    workarounds for TRL 1.12 and DeepSpeed quirks, each naming what it works around
+    compat.py    upstream workarounds only, each naming the upstream issue or removal it works around
+    world/       the embedded world: cities and facts in English and Chinese, demonstrators, datasets, the
+                 gold labeler
+    training/    errors and strict config, launch, loading, models, staged outputs and resume, model cards,
+                 chat templates, prompts, generation, rewards, resumable trainers
+    evaluation/  judging answers with a labeler, the gold-score and win-rate metrics, pretraining probes,
+                 the report, the sweep's figures, over-optimisation
+    stages/      the one stage runner every training script uses, the online RL shared by PPO, RLOO and
+                 GRPO, the one function that builds a stage's command
+    bench/       `make bench`              serving/   `make chat`, `make serve`
 
-Generic code (training/, evaluation/) never imports world/: a stage reaches the embedded world only
-through the paths its recipe names.
+A module imports its own layer and those listed before it, never one listed after it, and nothing
+imports a script (tests/test_layers.py reads every import and holds both rules). Generic layers reach the
+embedded world only through the paths a recipe names.
 """
 
-__version__ = "0.3.0"
+__version__ = "0.4.0"

@@ -10,8 +10,8 @@ from statistics import mean
 from typing import TYPE_CHECKING
 
 from ..training.chat import last_user_message
+from ..training.generation import Completion, complete
 from ..world.world import text_language
-from .generation import Completion, complete
 
 if TYPE_CHECKING:  # any labeler with kind() and score() will do; the embedded world's is one
     from ..world.labeler import GoldLabeler

@@ -9,9 +9,13 @@ many users are served in turn and a slow model does not hold up the others.
 
 from __future__ import annotations
 
+import ipaddress
 import json
+from dataclasses import dataclass, field
 from importlib.resources import files
 
+import torch
+import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
@@ -19,9 +23,18 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException
 
 from ..training.config import RecipeError
-from .stages import Answer, Sampling, Scorer, TalkArguments, load_speakers, present, read_rows
+from .stages import Answer, Sampling, Scorer, TalkArguments, load_speakers, present, read_stages
 
 MAX_NEW_TOKENS = 512  # the most a request may ask for, whatever the model's context
+
+
+@dataclass
+class ServeArguments:
+    host: str = field(
+        default="127.0.0.1", metadata={"help": "Address to listen on; 0.0.0.0 shares the page with your network."}
+    )
+    port: int = field(default=8000, metadata={"help": "Port to listen on."})
+    max_prompt_chars: int = field(default=1000, metadata={"help": "Longer prompts are refused (413)."})
 
 
 class AnswerRequest(BaseModel):
@@ -51,7 +64,7 @@ def describe(errors: list[dict]) -> str:
 
 def create_app(args: TalkArguments, max_prompt_chars: int) -> FastAPI:
     """The app over every configured stage present in outputs_dir, its models loaded now."""
-    rows = present(args, read_rows(args))
+    rows = present(args, read_stages(args))
     if not rows:
         raise RecipeError(f"no stage of serve.yaml has a model in {args.outputs_dir}; run `make all` first")
     speakers = load_speakers(args, rows)
@@ -83,7 +96,7 @@ def create_app(args: TalkArguments, max_prompt_chars: int) -> FastAPI:
             "max_new_tokens": defaults.max_new_tokens,
             "max_prompt_chars": max_prompt_chars,
             "examples": scorer.examples(),
-            "scores": {"reward": scorer.reward is not None, "gold": scorer.labeler is not None},
+            "scores": {"reward": scorer.proxy is not None, "gold": scorer.labeler is not None},
         }
 
     @app.post("/api/answer")
@@ -140,3 +153,22 @@ def create_app(args: TalkArguments, max_prompt_chars: int) -> FastAPI:
         return StreamingResponse(lines(), media_type="application/x-ndjson")
 
     return app
+
+
+def is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
+def serve(args: TalkArguments, serve_args: ServeArguments) -> None:
+    """The app on uvicorn until Ctrl-C, its models loaded first; a warning when it is not on loopback."""
+    if not 0 < serve_args.port < 65536 or serve_args.max_prompt_chars < 1:
+        raise RecipeError("port must be 1-65535 and max_prompt_chars at least 1")
+    torch.manual_seed(args.seed)
+    app = create_app(args, serve_args.max_prompt_chars)
+    if not is_loopback(serve_args.host):
+        print(f"warning: listening on {serve_args.host}: anyone who can reach this machine can use the models")
+    print(f"every stage side by side: http://{serve_args.host}:{serve_args.port}  (Ctrl-C stops)", flush=True)
+    uvicorn.run(app, host=serve_args.host, port=serve_args.port, log_level="warning")

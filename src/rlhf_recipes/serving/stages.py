@@ -1,15 +1,14 @@
 """The stages a person talks to: found in an outputs folder, loaded once, answering token by token.
 
-`make chat` and `make serve` share this. A stage row is the report's (`name`, `path`, `prompt`, `best_of`):
-the base model is prompted with the bare text, as the report prompts it, so it shows what pretraining alone
-gives; the others get the chat template. Every answer can be scored by the reward model (less the missing-EOS
-penalty the RL stage trained with, as in the report) and, on the embedded world, by the gold labeler.
+`make chat` and `make serve` share this. A stage is a row of the report's kind (`evaluation.policies`): the
+base model is prompted with the bare text, as the report prompts it, so it shows what pretraining alone
+gives; the others get the chat template. Every answer can be scored with the report's proxy score (the reward
+model less the missing-EOS penalty the RL stage trained with) and, on the embedded world, by the gold labeler.
 """
 
 from __future__ import annotations
 
 import copy
-import json
 import threading
 import time
 from collections.abc import Iterator
@@ -18,23 +17,14 @@ from pathlib import Path
 
 import torch
 
+from ..evaluation.policies import Policy, ProxyScorer, read_policies, rl_config
 from ..training.chat import last_user_message, prepare_tokenizer
 from ..training.config import RecipeError
+from ..training.generation import Completion
 from ..training.world_inputs import AUTO, WORLD_FILE, load_world, world_of
 from ..world.world import World, readings
 
-PROMPTING = ("text", "chat")
-
-
-@dataclass
-class StageRow:
-    """One stage to talk to; the rows of chat.yaml and serve.yaml."""
-
-    name: str
-    path: str  # relative to outputs_dir, or absolute
-    prompt: str = "chat"  # text (the base model) | chat
-    label: str | None = None
-    best_of: int = 1  # n > 1: n answers, the reward model picks one
+PROMPTING = ("text", "chat")  # few-shot examples make no conversation
 
 
 @dataclass
@@ -66,10 +56,7 @@ class TalkArguments:
 
 
 @dataclass
-class Answer:
-    text: str
-    ended: bool  # stopped at EOS rather than at the token limit
-    num_tokens: int
+class Answer(Completion):
     seconds: float
 
 
@@ -90,25 +77,11 @@ class Sampling:
         return {"do_sample": True, "temperature": self.temperature, "top_p": self.top_p, "top_k": self.top_k}
 
 
-def read_rows(args: TalkArguments) -> list[StageRow]:
+def read_stages(args: TalkArguments) -> list[Policy]:
     """The configured stages, checked: known keys and prompting, unique names."""
     if not args.stages:
         raise RecipeError("no stages configured; add rows such as {name: sft, path: sft} under `stages:`")
-    known = {f.name for f in fields(StageRow)}
-    rows = []
-    for row in args.stages:
-        if not isinstance(row, dict) or not {"name", "path"} <= set(row) or set(row) - known:
-            raise RecipeError(
-                f"stage {row!r}: a row has name and path, and optionally {sorted(known - {'name', 'path'})}"
-            )
-        stage = StageRow(**row)
-        if stage.prompt not in PROMPTING or stage.best_of < 1:
-            raise RecipeError(f"stage {stage.name}: prompt must be one of {PROMPTING} and best_of at least 1")
-        rows.append(stage)
-    names = [r.name for r in rows]
-    if len(set(names)) != len(names):
-        raise RecipeError(f"stage names must be unique; got {names}")
-    return rows
+    return read_policies(args.stages, "stage", PROMPTING)
 
 
 def is_model_dir(path: Path) -> bool:
@@ -119,7 +92,7 @@ def resolve(args: TalkArguments, path: str) -> Path:
     return Path(args.outputs_dir) / path
 
 
-def present(args: TalkArguments, rows: list[StageRow]) -> list[StageRow]:
+def present(args: TalkArguments, rows: list[Policy]) -> list[Policy]:
     """The rows whose model folder exists (DPO, RLOO and GRPO only after `make methods`)."""
     return [r for r in rows if is_model_dir(resolve(args, r.path))]
 
@@ -127,7 +100,7 @@ def present(args: TalkArguments, rows: list[StageRow]) -> list[StageRow]:
 class Speaker:
     """One loaded causal model, answering one request at a time (a lock queues the others)."""
 
-    def __init__(self, row: StageRow, path: Path):
+    def __init__(self, row: Policy, path: Path):
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         from ..training.loading import load_pretrained
@@ -141,7 +114,7 @@ class Speaker:
 
     @property
     def label(self) -> str:
-        return self.row.label or self.row.name
+        return self.row.title
 
     def render(self, messages: list[dict]) -> str:
         """The text the model continues: the chat template, or for a base model the turns as plain lines."""
@@ -224,7 +197,7 @@ class Speaker:
         return [self._finish(row[ids.shape[1] :].tolist(), start) for row in out]
 
 
-def load_speakers(args: TalkArguments, rows: list[StageRow]) -> dict[str, Speaker]:
+def load_speakers(args: TalkArguments, rows: list[Policy]) -> dict[str, Speaker]:
     """A Speaker per row; rows of the same folder (SFT and best-of-n) share one model and its queue."""
     by_path: dict[Path, Speaker] = {}
     speakers = {}
@@ -242,20 +215,15 @@ def load_speakers(args: TalkArguments, rows: list[StageRow]) -> dict[str, Speake
 class Scorer:
     """The reward model's score of an answer (less the missing-EOS penalty) and the gold labeler's parts."""
 
-    def __init__(self, args: TalkArguments, rows: list[StageRow]):
-        from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
-        from ..training.loading import load_pretrained
+    def __init__(self, args: TalkArguments, rows: list[Policy]):
         from ..world.labeler import gold_labeler
 
-        self.reward = self.reward_tokenizer = self.labeler = None
+        self.proxy = None
         if args.reward_model:
             path = resolve(args, args.reward_model)
             if not is_model_dir(path):
                 raise RecipeError(f"reward model {path} not found; run `make reward` first or set reward_model: none")
-            self.reward = load_pretrained(AutoModelForSequenceClassification, str(path)).eval()
-            self.reward_tokenizer = load_pretrained(AutoTokenizer, str(path))
-        self.penalty = missing_eos_penalty(args)
+            self.proxy = ProxyScorer.load(path, missing_eos_penalty(args))
         world = world_path(args, rows)
         self.labeler = gold_labeler(load_world(world)) if world else None
         self.lock = threading.Lock()  # one scoring at a time: the tokenizer's padding side is switched while it runs
@@ -266,14 +234,9 @@ class Scorer:
             return self._score(messages, answer)
 
     def _score(self, messages: list[dict], answer: Answer) -> dict:
-        from ..training.rewards import rewards
-
         scores: dict = {"reward": None, "gold": None, "kind": None}
-        if self.reward is not None:
-            raw = rewards(
-                self.reward, self.reward_tokenizer, [messages], [[{"role": "assistant", "content": answer.text}]]
-            )
-            scores["reward"] = round(raw[0] - (0.0 if answer.ended else self.penalty), 3)
+        if self.proxy is not None:
+            scores["reward"] = round(self.proxy([messages], [answer])[0], 3)
         if self.labeler is not None:
             question = last_user_message(messages)
             scores["gold"] = self.labeler.score(question, answer.text, answer.ended).as_dict()
@@ -288,7 +251,7 @@ class Scorer:
 
     def best(self, messages: list[dict], answers: list[Answer]) -> Answer:
         """The answer the reward model prefers (the first one when there is no reward model)."""
-        if self.reward is None:
+        if self.proxy is None:
             return answers[0]
         return max(answers, key=lambda a: self.score(messages, a)["reward"])
 
@@ -310,13 +273,10 @@ def missing_eos_penalty(args: TalkArguments) -> float:
     """The RL stage's own penalty (its metrics.json records it), so scores match the report's."""
     if not args.rl_stage:
         return 0.0
-    metrics = resolve(args, args.rl_stage) / "metrics.json"
-    if not metrics.is_file():
-        return 0.0
-    return json.loads(metrics.read_text()).get("config", {}).get("missing_eos_penalty") or 0.0
+    return rl_config(resolve(args, args.rl_stage)).get("missing_eos_penalty") or 0.0
 
 
-def world_path(args: TalkArguments, rows: list[StageRow]) -> Path | None:
+def world_path(args: TalkArguments, rows: list[Policy]) -> Path | None:
     """The gold labeler's world: as configured, or (auto) the world the first stage that records one trained on."""
     if args.world_file != AUTO:
         return Path(args.world_file) if args.world_file else None

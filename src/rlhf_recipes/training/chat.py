@@ -10,6 +10,7 @@ The `{% generation %}` markers let TRL compute the loss on the assistant's token
 from __future__ import annotations
 
 from .config import RecipeError
+from .context import say_cut
 
 EOS_TOKEN = "<|endoftext|>"
 PAD_TOKEN = "<|pad|>"
@@ -82,3 +83,56 @@ def training_template(tokenizer) -> str:
 
 def last_user_message(messages: list[dict]) -> str:
     return next(m["content"] for m in reversed(messages) if m["role"] == "user")
+
+
+def tokenized_dialogues(ds, tokenizer, max_length: int, name: str):
+    """An SFT dataset as input_ids + labels (TRL's processed format), learned on the assistant's tokens only;
+    a row longer than `max_length` keeps its first `max_length` tokens, and the count is said in one line."""
+    from accelerate import PartialState
+
+    template = training_template(tokenizer)
+    kwargs = {"tokenizer": tokenizer, "template": template, "max_length": max_length}
+    with PartialState().local_main_process_first():  # the main process fills the cache, the others read it
+        done = ds.map(tokenize_dialogue, remove_columns=ds.column_names, fn_kwargs=kwargs)
+    if not any(any(label != -100 for label in row) for row in done["labels"][:50]):
+        raise RecipeError(f"no assistant tokens in {name}: every label is masked; check the chat template")
+    say_cut(f"{name} rows", sum(done["cut"]), len(done), f"max_length {max_length}", "kept their first tokens")
+    return done.remove_columns("cut")
+
+
+def tokenized_texts(ds, tokenizer, max_length: int, name: str):
+    """A `text` dataset as SFT replay rows: every token learned, EOS closing each text, cut at `max_length`."""
+    from accelerate import PartialState
+
+    with PartialState().local_main_process_first():
+        kwargs = {"tokenizer": tokenizer, "max_length": max_length}
+        done = ds.map(tokenize_text, remove_columns=ds.column_names, fn_kwargs=kwargs)
+    say_cut(f"{name} texts", sum(done["cut"]), len(done), f"max_length {max_length}", "kept their first tokens")
+    return done.remove_columns("cut")
+
+
+def tokenize_dialogue(example: dict, tokenizer, template: str, max_length: int) -> dict:
+    """input_ids and labels of one SFT row, with -100 everywhere but on the assistant's tokens (EOS included).
+
+    Rows are `messages`, or `prompt`/`completion` as conversations or as plain text.
+    """
+    if "messages" in example:
+        messages = example["messages"]
+    elif isinstance(example["prompt"], list):
+        messages = example["prompt"] + example["completion"]
+    else:  # plain prompt/completion text
+        prompt = tokenizer(example["prompt"], add_special_tokens=False).input_ids
+        completion = tokenizer(example["completion"], add_special_tokens=False).input_ids + [tokenizer.eos_token_id]
+        ids, cut = (prompt + completion)[:max_length], len(prompt) + len(completion) > max_length
+        return {"input_ids": ids, "labels": ([-100] * len(prompt) + completion)[:max_length], "cut": cut}
+    out = tokenizer.apply_chat_template(
+        messages, chat_template=template, tokenize=True, return_dict=True, return_assistant_tokens_mask=True
+    )
+    ids, mask = out["input_ids"][:max_length], out["assistant_masks"][:max_length]
+    labels = [t if m else -100 for t, m in zip(ids, mask)]
+    return {"input_ids": ids, "labels": labels, "cut": len(out["input_ids"]) > max_length}
+
+
+def tokenize_text(example: dict, tokenizer, max_length: int) -> dict:
+    ids = tokenizer(example["text"], add_special_tokens=False).input_ids + [tokenizer.eos_token_id]
+    return {"input_ids": ids[:max_length], "labels": ids[:max_length], "cut": len(ids) > max_length}

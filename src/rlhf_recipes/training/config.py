@@ -11,11 +11,8 @@ import typing
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-import yaml
-
-
-class RecipeError(Exception):
-    """A problem the user can fix; the CLI prints it as one line and exits non-zero."""
+from .errors import RecipeError, first_line  # noqa: F401  (re-exported: every stage raises them)
+from .recipes import config_file
 
 
 def parse(parser, argv: Sequence[str] | None) -> tuple:
@@ -26,7 +23,7 @@ def parse(parser, argv: Sequence[str] | None) -> tuple:
         if argv.index("--config") + 1 == len(argv):
             raise RecipeError("--config needs a path; pass --config recipes/<model>/<stage>.yaml")
         path = Path(argv[argv.index("--config") + 1])
-        read_config(path)
+        argv[argv.index("--config") + 1] = str(config_file(path))  # TRL's parser opens it; messages name `path`
         where = f"{path} or on the command line"
     parser.error = lambda message: _usage_error(message, where)  # argparse would print usage and exit
     try:
@@ -62,52 +59,6 @@ def turn_off_none(config) -> None:
 
 def _usage_error(message: str, where: str) -> typing.NoReturn:
     raise RecipeError(f"{message}; correct it in {where}")
-
-
-class _DuplicateKey(yaml.MarkedYAMLError):
-    pass
-
-
-class _StrictLoader(yaml.SafeLoader):
-    """PyYAML keeps the last of two equal keys silently; a recipe that sets a key twice is a mistake."""
-
-    def construct_mapping(self, node, deep=False):
-        lines = {}
-        for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=deep)
-            if key in lines:
-                raise _DuplicateKey(problem=f"{key} is set twice (first on line {lines[key]})",
-                                    problem_mark=key_node.start_mark)  # fmt: skip
-            lines[key] = key_node.start_mark.line + 1
-        return super().construct_mapping(node, deep)
-
-
-def read_config(path: Path) -> dict:
-    """A recipe YAML read strictly: a directory, a tab, a repeated key or a non-mapping is one line naming it."""
-    if path.is_dir():
-        examples = sorted(p.name for p in path.glob("*.yaml"))[:3] or ["<stage>.yaml"]
-        raise RecipeError(f"config {path} is a directory; pass a YAML file in it, e.g. {path / examples[0]}")
-    if not path.is_file():
-        raise RecipeError(f"config file {path} not found; pass --config recipes/<model>/<stage>.yaml")
-    try:
-        text = path.read_text(encoding="utf-8")
-        config = yaml.load(text, Loader=_StrictLoader)
-    except UnicodeDecodeError as e:
-        raise RecipeError(f"config {path} is not UTF-8 text; save it as UTF-8") from e
-    except yaml.MarkedYAMLError as e:
-        mark = e.problem_mark or e.context_mark
-        line = text.split("\n")[mark.line] if mark else ""
-        if isinstance(e, _DuplicateKey):
-            fix = "keep one of them"
-        elif "\t" in line:
-            fix = "indent with spaces: YAML does not allow tabs"
-        else:
-            fix = "fix the YAML syntax there"
-        raise RecipeError(f"config {path} line {mark.line + 1 if mark else '?'}: {e.problem}; {fix}") from e
-    if not isinstance(config, dict):
-        what = "nothing" if config is None else f"a {type(config).__name__}"
-        raise RecipeError(f"config {path} holds {what}, not `key: value` settings; write one setting per line")
-    return config
 
 
 # Values the libraries accept and fail on later (or train nonsense with): checked before any work.
@@ -213,8 +164,14 @@ def disk_full(error: BaseException | None) -> str | None:
     return None
 
 
+_declared: list | None = None  # set while `declared()` runs a script: its `cli(main)` hands `main` over
+
+
 def cli(main: Callable[[Sequence[str] | None], object]) -> None:
-    """Run a stage's `main`, turning a `RecipeError` (or a full disk) into one line on stderr and exit status 2."""
+    """Run a script's `main`, turning a `RecipeError` (or a full disk) into one line on stderr and exit status 2."""
+    if _declared is not None:
+        _declared.append(main)
+        return
     try:
         main(None)
         leave_process_group()
@@ -241,6 +198,23 @@ def leave_process_group() -> None:
         distributed.destroy_process_group()
 
 
-def first_line(error: BaseException) -> str:
-    """The first line of an exception's message: what a one-line error shows of a library's long one."""
-    return (str(error).strip().splitlines() or [""])[0]
+def declared(script: str | Path) -> Callable[[Sequence[str] | None], object]:
+    """The `main` a script hands to `cli`, found by running the script as `python script` would, up to that call.
+
+    This is how the tests and the bench reach a script: through its one declared entry (for a training
+    script, `SomeStage.main`, whose `__self__` is the Stage), never by importing it as a module.
+    """
+    import runpy
+
+    global _declared
+    _declared, found = [], None
+    try:
+        runpy.run_path(str(script), run_name="__main__")
+        found = _declared
+    finally:
+        _declared = None
+    if len(found) != 1:
+        raise RecipeError(
+            f"{script} does not end with `cli(main)`; end it with `if __name__ == '__main__': cli(main)`"
+        )
+    return found[0]

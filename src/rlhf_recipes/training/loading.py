@@ -6,6 +6,7 @@ import glob
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from itertools import groupby
 from pathlib import Path
 
 from accelerate import PartialState
@@ -69,18 +70,16 @@ def load_splits(
     out in its place. Every row is checked up front: TRL would fail on a bad one hours in, or skip it silently.
     """
     raw = dict(load_raw(name, fix, config))
-    raw = hold_out(raw, name, splits, *held_out)
     wanted = " or ".join("/".join(sorted(c)) for c in accepts)
-    out = {}
-    for split in splits:
+    for split in [s for s in splits if s in raw]:  # before a hold-out shuffles them: rows keep their places
         ds = raw[split]
         if not any(c <= set(ds.column_names) for c in accepts):
             raise RecipeError(f"dataset {name} split {split!r} has columns {ds.column_names}; expected {wanted}")
         if len(ds) == 0:
             raise RecipeError(f"dataset {name} split {split!r} is empty; {fix}")
-        check_rows(ds, f"dataset {name} split {split!r}", set().union(*accepts) & CHECKED_COLUMNS)
-        out[split] = ds
-    return out
+        raw[split] = check_rows(ds, name, split, set().union(*accepts) & CHECKED_COLUMNS)
+    raw = hold_out(raw, name, splits, *held_out)
+    return {split: raw[split] for split in splits}
 
 
 def hold_out(raw: dict, name: str, splits: Sequence[str], ratio: float, seed: int) -> dict:
@@ -200,15 +199,85 @@ def json_problem(e: json.JSONDecodeError) -> str:
     return f"{e.msg.removesuffix(' at')} at column {e.colno}"  # "Unterminated string starting at" + column
 
 
-def check_rows(ds, where: str, columns: set[str]) -> None:
-    """Refuse the first row of `columns` a stage cannot learn from: its number (from 1), the problem, the fix."""
+def check_rows(ds, name: str, split: str, columns: set[str]):
+    """`ds` less the pairs whose chosen and rejected are the same answer (said in one line): they carry no
+    gradient, and real preference sets hold a few. Any other row a stage cannot learn from is refused by its
+    place in the user's data (`row_places`), with the problem and the fix.
+    """
     present = [c for c in ds.column_names if c in columns]
     if not present:
-        return
+        return ds
+    place, same = row_places(name, split), []
     for start, batch in enumerate(ds.select_columns(present).iter(batch_size=1000)):
         for i in range(len(batch[present[0]])):
-            if problem := row_problem({c: batch[c][i] for c in present}):
-                raise RecipeError(f"{where} row {start * 1000 + i + 1}: {problem}")
+            row, index = {c: batch[c][i] for c in present}, start * 1000 + i
+            if problem := row_problem(row):
+                where, unit, number = place(index)
+                raise RecipeError(f"{where} {unit} {number}: {problem}")
+            if "chosen" in row and "rejected" in row and row["chosen"] == row["rejected"]:
+                same.append(index)
+    if len(same) == len(ds):
+        raise RecipeError(
+            f"dataset {name} split {split!r}: `chosen` and `rejected` are the same answer in all {len(ds)} pairs, "
+            "so they prefer nothing; check that the two columns hold different answers"
+        )
+    if same:
+        PartialState().print(
+            f"dropped {len(same)} of {len(ds)} pairs whose chosen and rejected are the same answer, so they prefer "
+            f"nothing ({places_text([place(i) for i in same[:PLACES_SHOWN]], len(same))})"
+        )
+        dropped = set(same)
+        ds = ds.select([i for i in range(len(ds)) if i not in dropped])
+    return ds
+
+
+def row_places(name: str, split: str):
+    """A function from a row's index (from 0) in `split` to its place, as the user would look for it:
+    (file, "line", its line) in JSON lines; (file, "row", its row) in a JSON list, CSV or Parquet file;
+    (the split, "row", its row before any hold-out shuffles it) in a folder or hub dataset.
+    """
+    files, numbers = data_files(name), {}
+
+    def place(index: int) -> tuple[str, str, int]:
+        left = index
+        for f in files or []:  # `datasets` reads the files in this order, one after another
+            if f not in numbers:
+                numbers[f] = file_rows(f)
+            unit, rows = numbers[f]
+            if left < len(rows):
+                return str(f), unit, rows[left]
+            left -= len(rows)
+        return f"dataset {name} split {split!r}", "row", index + 1  # also where a file's rows were miscounted
+
+    return place
+
+
+def file_rows(path: Path) -> tuple[str, Sequence[int]]:
+    """("line", the line of each row) of a JSON lines file, whose blank lines `datasets` skips; else ("row", 1...)."""
+    if path.suffix in (".jsonl", ".json"):
+        text = path.read_text(encoding="utf-8")
+        if not text.lstrip().startswith("["):
+            return "line", [n for n, line in enumerate(text.split("\n"), 1) if line.strip()]
+        return "row", range(1, len(json.loads(text)) + 1)
+    if path.suffix == ".csv":
+        import pandas  # read as `datasets` reads it: a quoted cell may span lines, blank lines are skipped
+
+        return "row", range(1, len(pandas.read_csv(path)) + 1)
+    import pyarrow.parquet
+
+    return "row", range(1, pyarrow.parquet.read_metadata(path).num_rows + 1)
+
+
+PLACES_SHOWN = 10
+
+
+def places_text(places: list[tuple[str, str, int]], count: int) -> str:
+    """'prefs.jsonl lines 18, 40; more.jsonl line 3', then '…' when `count` is more than the places given."""
+    parts = []
+    for (where, unit), group in groupby(places, key=lambda p: p[:2]):
+        numbers = [str(p[2]) for p in group]
+        parts.append(f"{where} {unit}{'s' if len(numbers) > 1 else ''} {', '.join(numbers)}")
+    return "; ".join(parts) + (", …" if count > len(places) else "")
 
 
 def row_problem(row: dict) -> str | None:
@@ -216,8 +285,6 @@ def row_problem(row: dict) -> str | None:
     for column, value in row.items():
         if problem := cell_problem(column, value):
             return problem
-    if "chosen" in row and "rejected" in row and row["chosen"] == row["rejected"]:
-        return "`chosen` and `rejected` are the same answer, so the pair prefers nothing; drop the row"
     return None
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from .config import RecipeError
+from .context import context_length, fit_to_context
 
 
 def score_head(model) -> torch.nn.Linear:
@@ -25,22 +26,31 @@ def _text(tokenizer, prompt, answer) -> str:
     return (prompt or "") + answer + tokenizer.eos_token
 
 
+def leading_special_tokens(tokenizer) -> int:
+    """How many tokens the tokenizer puts before a plain text ([CLS], BOS): a text cut to fit keeps them."""
+    bare = tokenizer("a", add_special_tokens=False).input_ids
+    return tokenizer("a").input_ids.index(bare[0])
+
+
 @torch.no_grad()
 def rewards(model, tokenizer, prompts: list, answers: list, batch_size: int = 64) -> list[float]:
-    """The reward model's score of each (prompt, answer), read at the last non-pad token."""
+    """The reward model's score of each (prompt, answer), read at the last non-pad token.
+
+    A text longer than the model's context is scored on its end, and counted in one line on stderr: the
+    score is read at the last token, so cutting the start keeps the answer's end and EOS. Dropping is no
+    option here (every answer needs a score), and TRL's RewardTrainer, which drops over-long pairs, never
+    trained on a text whose end was cut.
+    """
     model.eval()
     texts = [_text(tokenizer, p, a) for p, a in zip(prompts, answers)]
     # as TRL's RewardTrainer tokenizes: a chat template holds its special tokens, plain text gets the
     # tokenizer's own (an encoder's [CLS] ... [SEP]; a BOS where the tokenizer adds one)
     special = not any(isinstance(a, list) for a in answers)
-    side, tokenizer.padding_side = tokenizer.padding_side, "right"
+    ids = tokenizer(texts, add_special_tokens=special).input_ids if texts else []  # the tokenizer refuses []
+    head = leading_special_tokens(tokenizer) if special else 0
+    ids, _ = fit_to_context(ids, context_length(model), "texts to score", head)
     out = []
-    try:
-        for i in range(0, len(texts), batch_size):
-            batch = tokenizer(
-                texts[i : i + batch_size], return_tensors="pt", padding=True, add_special_tokens=special
-            ).to(model.device)
-            out += model(**batch).logits[:, 0].float().tolist()
-    finally:
-        tokenizer.padding_side = side
+    for i in range(0, len(ids), batch_size):
+        batch = tokenizer.pad({"input_ids": ids[i : i + batch_size]}, padding_side="right", return_tensors="pt")
+        out += model(**batch.to(model.device)).logits[:, 0].float().tolist()
     return out

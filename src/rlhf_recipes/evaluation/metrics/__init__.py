@@ -1,8 +1,7 @@
 """Generic `evaluate` metrics, loaded by local path so they work offline.
 
     win_rate    how often our answers out-score theirs on the same prompts, with a bootstrap 95% interval
-
-The embedded world's gold labeler is a metric of its own: `rlhf_recipes.world.metrics.load_gold_score()`.
+    gold_score  the embedded world's gold labeler's score of any answers (pass `world_file`)
 `evaluate.load(<folder>)` runs the script named like the folder, so each metric lives in its own folder.
 """
 

@@ -1,0 +1,40 @@
+"""What a base model learned of the world: greedy recall of its facts, and how it continues a bare question."""
+
+from __future__ import annotations
+
+from ..training.generation import complete
+from ..world.world import BOTH, World, readings
+
+
+def fact_recall(model, tokenizer, world: World) -> dict:
+    """Greedy completion of 'The population of <city> is' and the like, scored against the world (in each of
+    its languages: a bilingual world's recall is per language too)."""
+    cases = [(r, c, a) for r in readings(world) for c in r.cities for a in r.attributes]
+    prompts = [r.language.probe(a).format(city=c.name) for r, c, a in cases]
+    completions = complete(model, tokenizer, prompts, max_new_tokens=8)
+    recalled = [done.text.strip().startswith(c.facts[a]) for (_, c, a), done in zip(cases, completions)]
+    heldout = [c.name in r.heldout for r, c, _ in cases]
+    examples = [f"{p} ->{c.text}" for p, c in list(zip(prompts, completions))[:: max(1, len(prompts) // 6)]]
+    found = {
+        "fact_recall": round(sum(recalled) / len(cases), 3),
+        "facts_recalled": sum(recalled),
+        "facts_total": len(cases),
+        "heldout_fact_recall": round(sum(r for r, h in zip(recalled, heldout) if h) / max(1, sum(heldout)), 3),
+        "recall_examples": examples,
+    }
+    if world.lang == BOTH:
+        by_language = {
+            r.lang: [hit for (q, _, _), hit in zip(cases, recalled) if q.lang == r.lang] for r in readings(world)
+        }
+        found["fact_recall_by_language"] = {code: round(sum(h) / len(h), 3) for code, h in by_language.items()}
+    return found
+
+
+def question_continuations(model, tokenizer, world: World) -> list[str]:
+    """A base model asked a bare question tends to continue with more questions (FAQ pages)."""
+    prompts = [
+        r.language.attributes[a].questions[0].format(city=r.heldout[0]) + "\n"
+        for r in readings(world)
+        for a in r.attributes[:3]
+    ]
+    return [p + c.text for p, c in zip(prompts, complete(model, tokenizer, prompts, max_new_tokens=24))]
