@@ -17,10 +17,9 @@ from dataclasses import dataclass, field
 from transformers import AutoModelForCausalLM
 from trl import DPOConfig, DPOTrainer, ModelConfig, ScriptArguments, get_peft_config
 
-from rlhf_recipes.evaluation.judging import EvalArguments, evaluate_model, load_judging
+from rlhf_recipes.evaluation.judging import EvalArguments
 from rlhf_recipes.stages.runner import Stage
 from rlhf_recipes.training.config import RecipeError, cli
-from rlhf_recipes.training.context import check_max_length
 from rlhf_recipes.training.loading import HeldOutArguments, dataset_help, load_splits
 from rlhf_recipes.training.models import load_model, load_saved
 
@@ -49,7 +48,6 @@ class DPO(Stage):
         """The SFT model to train (DPOTrainer copies it as the frozen reference), its tokenizer, and the pairs."""
         args, config, fix = self.args, self.config, "run `make sft` first or set model_name_or_path"
         self.model, self.tokenizer = load_model(AutoModelForCausalLM, self.model_args, config, fix)
-        check_max_length(config, self.model)
         splits, fix = (
             [args.dataset_train_split, args.dataset_test_split],
             "run `make compare` first or set dataset_name",
@@ -61,7 +59,6 @@ class DPO(Stage):
         keep = [c for c in DPO_COLUMNS if c in data[splits[0]].column_names]
         self.train_set, self.test_set = (data[split].select_columns(keep) for split in splits)
         self.data |= {"train_pairs": len(self.train_set), "eval_pairs": len(self.test_set)}
-        self.judging = load_judging(args)
 
     def trainer(self, callbacks=()):
         try:
@@ -98,7 +95,7 @@ class DPO(Stage):
         if not self.judging:
             return {}
         policy = load_saved(AutoModelForCausalLM, out, self.tokenizer)
-        return {"dpo": evaluate_model(policy, self.tokenizer, self.judging, self.args, self.config.seed)[0]}
+        return {"dpo": self.judge(policy)[0]}
 
     def card_metrics(self, metrics: dict) -> dict:
         return {"heldout_accuracy": metrics["heldout"]["accuracy"], **metrics}

@@ -23,7 +23,7 @@ from transformers import AutoModelForCausalLM, AutoModelForSequenceClassificatio
 from trl import ModelConfig, ScriptArguments, get_peft_config
 from trl.experimental.ppo import PPOConfig
 
-from rlhf_recipes.evaluation.judging import EvalArguments, load_judging
+from rlhf_recipes.evaluation.judging import EvalArguments
 from rlhf_recipes.stages.online import PromptArguments, RLStage, refuse_unused_model_fields
 from rlhf_recipes.training.chat import prepare_tokenizer
 from rlhf_recipes.training.config import RecipeError, cli
@@ -96,7 +96,6 @@ class PPO(RLStage):
         self.ref = None if peft else load_pretrained(AutoModelForCausalLM, config.sft_model_path, sft_fix, **kwargs)
         for model in filter(None, (self.ref, self.reward, self.value)):
             model.config.pad_token_id = self.tokenizer.pad_token_id
-        self.judging = load_judging(self.args)
 
     def trainer(self, callbacks=()):
         try:

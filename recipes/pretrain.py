@@ -21,7 +21,7 @@ from transformers import (
     TrainingArguments,
 )
 
-from rlhf_recipes.evaluation.probes import fact_recall, question_continuations
+from rlhf_recipes.evaluation.probes import probe
 from rlhf_recipes.stages.runner import Stage
 from rlhf_recipes.training.config import RecipeError, cli
 from rlhf_recipes.training.loading import HeldOutArguments, dataset_help, load_pretrained, load_splits, load_trained
@@ -125,11 +125,7 @@ class Pretrain(Stage):
         if not self.probed:
             return {}
         saved = load_trained(AutoModelForCausalLM, out)
-        found = fact_recall(saved, self.tokenizer, self.probed)
-        found["question_continuations"] = question_continuations(saved, self.tokenizer, self.probed)
-        for line in found.get("recall_examples", []) + found["question_continuations"]:
-            print("  " + line.replace("\n", "\\n"))
-        return found
+        return probe(saved, self.tokenizer, self.probed)
 
     def base_model(self) -> str | None:
         return self.args.model_name_or_path

@@ -13,21 +13,17 @@ With LoRA (`use_peft`, `lora_task_type: SEQ_CLS`) the output is still a full mod
 (and kept in `adapter/`), because PPO loads the reward model whole.
 """
 
-import math
 from dataclasses import dataclass, field
 
-import torch
 from transformers import AutoModelForSequenceClassification
 from trl import ModelConfig, RewardConfig, ScriptArguments, get_peft_config
 
-from rlhf_recipes.compat import on_this_process_only
 from rlhf_recipes.stages.runner import Stage
 from rlhf_recipes.training.config import RecipeError, cli
-from rlhf_recipes.training.context import check_max_length, say_cut
+from rlhf_recipes.training.context import say_cut
 from rlhf_recipes.training.loading import HeldOutArguments, dataset_help, load_splits
 from rlhf_recipes.training.models import load_model, load_saved
-from rlhf_recipes.training.reward_model import normalize, pair_accuracy
-from rlhf_recipes.training.rewards import score_head
+from rlhf_recipes.training.reward_model import fresh_score_head, normalize_saved, pair_accuracy
 from rlhf_recipes.training.trainers import ResumableRewardTrainer
 
 PAIRS = [{"chosen", "rejected"}]
@@ -79,11 +75,7 @@ class Reward(Stage):
         self.model, self.tokenizer = load_model(
             AutoModelForSequenceClassification, self.model_args, config, fix, num_labels=1
         )
-        check_max_length(config, self.model)
-        head = score_head(self.model)
-        torch.nn.init.normal_(head.weight, std=1 / math.sqrt(head.in_features + 1))
-        if head.bias is not None:
-            torch.nn.init.zeros_(head.bias)
+        fresh_score_head(self.model)
         splits, fix = (
             [args.dataset_train_split, args.dataset_test_split],
             "run `make compare` first or set dataset_name",
@@ -130,11 +122,8 @@ class Reward(Stage):
             own = self.train_set
             if "source" in own.column_names:  # the SFT model's own answers, where the comparisons say which
                 own = own.filter(lambda row: row["source"] == "sft_samples")
-            found = normalize(
-                model, self.tokenizer, own.select(range(min(len(own), self.args.max_normalization_samples)))
-            )
-            with on_this_process_only():
-                model.save_pretrained(out)
+            own = own.select(range(min(len(own), self.args.max_normalization_samples)))
+            found = normalize_saved(model, self.tokenizer, own, out)
         found["heldout"] = pair_accuracy(model, self.tokenizer, self.test_set)
         if self.extra is not None:
             found["heldout_offline"] = pair_accuracy(model, self.tokenizer, self.extra)

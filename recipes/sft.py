@@ -17,11 +17,10 @@ from datasets import concatenate_datasets
 from transformers import AutoModelForCausalLM
 from trl import ModelConfig, ScriptArguments, SFTConfig, get_peft_config
 
-from rlhf_recipes.evaluation.judging import EvalArguments, evaluate_model, load_judging
+from rlhf_recipes.evaluation.judging import EvalArguments
 from rlhf_recipes.stages.runner import Stage
 from rlhf_recipes.training import chat
 from rlhf_recipes.training.config import cli
-from rlhf_recipes.training.context import check_max_length
 from rlhf_recipes.training.loading import HeldOutArguments, dataset_help, load_splits
 from rlhf_recipes.training.models import load_model, load_saved
 from rlhf_recipes.training.trainers import ResumableSFTTrainer
@@ -64,7 +63,7 @@ class SFT(Stage):
         splits = [args.dataset_train_split] + ([args.dataset_test_split] if config.eval_strategy != "no" else [])
         held_out, fix = (args.eval_split_ratio, config.seed), "run `make data` first or set dataset_name"
         raw = load_splits(args.dataset_name, splits, columns, fix, args.dataset_config, held_out=held_out)
-        limit = check_max_length(config, self.model)
+        limit = config.max_length  # load_model checked it against the model's context
         done = {
             name: chat.tokenized_dialogues(ds, self.tokenizer, limit, args.dataset_name) for name, ds in raw.items()
         }
@@ -77,11 +76,9 @@ class SFT(Stage):
             self.train_set = concatenate_datasets([self.train_set, replay]).shuffle(seed=config.seed)
         self.data |= {"train_rows": len(self.train_set), "eval_rows": len(self.test_set or [])}
         self.data["replay_dataset"] = args.replay_dataset
-        self.judging = load_judging(args)
 
     def before_training(self) -> None:
-        judged = evaluate_model(self.model, self.tokenizer, self.judging, self.args, self.config.seed)
-        self.base, self.judged_base = judged
+        self.base, self.judged_base = self.judge(self.model)
 
     def trainer(self, callbacks=()):
         return ResumableSFTTrainer(
@@ -106,7 +103,7 @@ class SFT(Stage):
     def evaluate(self, out) -> dict:
         merge = self.model_args.use_peft and self.args.merge_adapter
         model = load_saved(AutoModelForCausalLM, out, self.tokenizer, merge)
-        after, judged = evaluate_model(model, self.tokenizer, self.judging, self.args, self.config.seed)
+        after, judged = self.judge(model)
         return {"base": self.base, "sft": after, "samples": self.samples(judged)}
 
     def samples(self, judged: list) -> list[dict]:

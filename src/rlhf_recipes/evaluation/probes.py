@@ -38,3 +38,13 @@ def question_continuations(model, tokenizer, world: World) -> list[str]:
         for a in r.attributes[:3]
     ]
     return [p + c.text for p, c in zip(prompts, complete(model, tokenizer, prompts, max_new_tokens=24))]
+
+
+def probe(model, tokenizer, world: World) -> dict:
+    """What a base model learned of `world`: its fact recall and how it goes on from bare questions, printed
+    (a few lines to read) and returned for metrics.json."""
+    found = fact_recall(model, tokenizer, world)
+    found["question_continuations"] = question_continuations(model, tokenizer, world)
+    for line in found.get("recall_examples", []) + found["question_continuations"]:
+        print("  " + line.replace("\n", "\\n"))
+    return found

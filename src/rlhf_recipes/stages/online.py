@@ -19,7 +19,7 @@ from transformers import AutoModelForCausalLM, AutoModelForSequenceClassificatio
 from trl import ScriptArguments, get_peft_config
 
 from ..compat import generate_with_kv_cache
-from ..evaluation.judging import EvalArguments, evaluate_model, load_judging
+from ..evaluation.judging import EvalArguments
 from ..training.chat import prepare_tokenizer
 from ..training.config import RecipeError
 from ..training.generation import context_length
@@ -42,7 +42,7 @@ class RLStage(Stage):
     completion_length: ClassVar[str]  # the config field bounding an answer's tokens
 
     def load_models(self) -> None:
-        """Set self.policy, self.tokenizer (left padding), the other models the method needs, self.judging."""
+        """Set self.policy, self.tokenizer (left padding) and the other models the method needs."""
         raise NotImplementedError
 
     def prepare(self) -> None:
@@ -66,7 +66,7 @@ class RLStage(Stage):
         if not self.judging:
             return {}
         policy = load_saved(AutoModelForCausalLM, out, self.tokenizer)
-        return {self.name: evaluate_model(policy, self.tokenizer, self.judging, self.args, self.config.seed)[0]}
+        return {self.name: self.judge(policy)[0]}
 
 
 def summarize_log(log_history: list[dict], watched: dict[str, str]) -> dict:
@@ -137,7 +137,6 @@ class GroupStage(RLStage):
         self.reward.config.pad_token_id = (
             self.reward_tokenizer.pad_token_id
         )  # the score is read at the last real token
-        self.judging = load_judging(self.args)
         # TRL logs each reward function's mean under its name: the model's folder name, or the function's name
         self.watched = {**self.watched, f"rewards/{Path(path).name}/mean": "reward_model_score"}
 

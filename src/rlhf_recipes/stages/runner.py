@@ -21,6 +21,7 @@ from accelerate import PartialState
 from transformers import set_seed
 from trl import TrlParser
 
+from ..evaluation.judging import EvalArguments, evaluate_model, load_judging
 from ..training.config import RecipeError, declared, parse
 from ..training.launch import apply_launch, rank_summary
 from ..training.outputs import (
@@ -76,6 +77,7 @@ class Stage:
         set_seed(self.config.seed)  # model inits (LoRA, score heads, from scratch) draw from the global RNG
         clock = Stopwatch()
         self.prepare()
+        self.judging = load_judging(self.args) if isinstance(self.args, EvalArguments) else None
         self.before_training()
         trainer = self.trainer()
         trainer.add_callback(CheckpointCompleted())  # a checkpoint counts once the trainer has written all of it
@@ -97,6 +99,11 @@ class Stage:
             datasets=self.datasets(),
         )
         return metrics
+
+    def judge(self, model) -> tuple[dict, list]:
+        """The gold labeler's summary and judged answers of `model` on the held-out prompts, sampled as every
+        stage samples them; empty without a world (a user's data) and off the main process."""
+        return evaluate_model(model, self.tokenizer, self.judging, self.args, self.config.seed)
 
     # The hooks: what a recipe says about its stage.
     def check(self) -> None:

@@ -45,7 +45,7 @@ def check_max_length(config, model) -> int:
     """A trainer's `max_length`, refused when it passes the model's context: past its position table a model
     fails mid-training with a bare IndexError."""
     context = context_length(model)
-    if config.max_length is None or config.max_length > context:
+    if config.max_length > context:
         raise RecipeError(f"max_length is {config.max_length}, beyond the model's context of {context} tokens; "
                           f"set max_length to at most {context}")  # fmt: skip
     return config.max_length

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from .chat import prepare_tokenizer
 from .config import RecipeError
+from .context import check_max_length
 from .loading import load_pretrained, load_trained, merge_saved_adapter, model_kwargs, tokenizer_kwargs
 
 
@@ -14,6 +15,7 @@ def load_model(auto_class, model_args, config, fix: str, **kwargs) -> tuple:
 
     The tokenizer gets a PAD distinct from EOS and a chat template: the config's `chat_template_path`
     if it names one, else the model's own, else the repo's. `kwargs` go to the model (`num_labels=1`).
+    A trainer config's `max_length` past the model's context is refused here, before any data is read.
     """
     from transformers import AutoTokenizer
 
@@ -25,6 +27,8 @@ def load_model(auto_class, model_args, config, fix: str, **kwargs) -> tuple:
         if not template.is_file():
             raise RecipeError(f"chat_template_path {template} not found; point it at a .jinja file")
         tokenizer.chat_template = template.read_text()
+    if getattr(config, "max_length", None) is not None:
+        check_max_length(config, model)
     return model, prepare_tokenizer(tokenizer, model)
 
 

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from statistics import mean, pstdev
 
+import torch
+
+from ..compat import on_this_process_only
 from .rewards import rewards, score_head
 
 
@@ -36,6 +40,23 @@ def pair_accuracy(model, tokenizer, pairs) -> dict:
             groups[kind].append(ok)
         result["accuracy_by_difference"] = {k: round(mean(v), 3) for k, v in sorted(groups.items())}
     return result
+
+
+def fresh_score_head(model) -> None:
+    """Start the one-output head at N(0, 1/sqrt(d_model + 1)) with no bias (the implementation details of RLHF
+    with PPO): the SFT model's features, read by a head that favours no answer yet."""
+    head = score_head(model)
+    torch.nn.init.normal_(head.weight, std=1 / math.sqrt(head.in_features + 1))
+    if head.bias is not None:
+        torch.nn.init.zeros_(head.bias)
+
+
+def normalize_saved(model, tokenizer, pairs, out) -> dict:
+    """`normalize` the saved reward model in `out` and save it again (on this process: a ZeRO-3 run is live)."""
+    found = normalize(model, tokenizer, pairs)
+    with on_this_process_only():
+        model.save_pretrained(out)
+    return found
 
 
 def normalize(model, tokenizer, pairs) -> dict:
