@@ -62,6 +62,10 @@ class RLStage(Stage):
             out / HELDOUT_PROMPTS, self.held.select_columns(["prompt"]).to_list()
         )  # the report's, on your data
 
+    def shown(self, metrics: dict) -> dict:
+        """Everything but the ranks and the data: the first and last reward, KL and the like are what users watch."""
+        return {k: v for k, v in metrics.items() if k not in ("ranks", "data")}
+
     def evaluate(self, out: Path) -> dict:
         if not self.judging:
             return {}
