@@ -31,7 +31,8 @@ TALK = $(if $(or $(wildcard $(RECIPE)/$(1).yaml),$(shell grep -s '^base:' $(RECI
 export TORCH_EXTENSIONS_DIR ?= $(abspath $(VENV))/torch_extensions
 RECIPE := recipes/$(MODEL)
 # a stage's command, built by the one function the sweep, the bench and the tests use too (it checks MODEL and HW)
-STAGE_RUN = $(BIN)/python -m rlhf_recipes.stages.command $(1) --model $(MODEL) --hw $(HW) $(if $(PROCS),--procs $(PROCS)) -- $(ARGS)
+STAGE_CMD = $(BIN)/python -m rlhf_recipes.stages.command $(1) --model $(MODEL) --hw $(HW) $(if $(PROCS),--procs $(PROCS))
+STAGE_RUN = $(STAGE_CMD) -- $(ARGS)
 
 .PHONY: help install data tokenizer pretrain sft compare reward ppo report all dpo rloo grpo methods sweep chat serve dashboard bench test test-fast lint format clean
 
@@ -90,7 +91,7 @@ grpo: install ## After PPO: GRPO from the SFT model against the reward model -> 
 	$(call STAGE_RUN,grpo)
 
 methods: dpo rloo grpo ## After `make all`: DPO, RLOO, GRPO and the report of every method -> outputs/MODEL/methods
-	$(call STAGE_RUN,methods)
+	$(call STAGE_CMD,methods)  # ARGS went to the training stages above; the report takes none of theirs
 
 sweep: install ## After `make all`: stages from FROM=sft (or pretrain) once per seed, SEEDS=5 -> outputs/MODEL/sweep
 	$(BIN)/python recipes/sweep.py --model $(MODEL) --seeds $(SEEDS) --from_stage $(FROM) --hw $(HW) \

@@ -124,9 +124,8 @@ class SFT(Stage):
         return {**metrics, **{f"sft_{k}": v for k, v in metrics.get("sft", {}).items()}}
 
     def shown(self, metrics: dict) -> dict:
-        judged = {
-            row: {k: metrics.get(row, {}).get(k) for k in ("gold_score", "fact_accuracy")} for row in ("base", "sft")
-        }
+        names = {"gold": "gold_score", "fact_accuracy": "fact_accuracy"}
+        judged = {f"{row}_{k}": metrics.get(row, {}).get(name) for row in ("base", "sft") for k, name in names.items()}
         return {"train_loss": metrics["train_loss"], **judged}
 
 

@@ -154,8 +154,9 @@ def free_port() -> int:
 def launch_command(hw: str, stage: str, *args: str, processes: int | None = None) -> list[str]:
     """The stage's command as `make` builds it (`stage_command`), on a port of its own; `args` start with the
     recipe's `--config recipes/<model>/<stage>.yaml` and override it."""
-    assert args[0] == "--config", "pass the recipe's YAML first"
-    command = stage_command(Path(args[1]).parent.name, stage, hw, processes, args[2:])
+    model = Path(args[1]).parent.name
+    assert args[0] == "--config" and Path(args[1]).resolve() == (ROOT / "recipes" / model / f"{stage}.yaml").resolve()
+    command = stage_command(model, stage, hw, processes, args[2:])
     command[2:2] = ["--main_process_port", str(free_port())]  # two launches at once must not share a port
     return command
 

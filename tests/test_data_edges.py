@@ -160,6 +160,7 @@ def test_sft_rows_past_max_length_keep_their_first_tokens_and_are_counted(world_
     )
 
 
+@pytest.mark.slow  # the session's pretrained model
 def test_a_max_length_past_the_context_is_refused_before_training(world_dir, pretrained, tmp_path):
     from conftest import reward_args, script
 

@@ -1,9 +1,9 @@
 """Every file in accelerate_configs/ is read by accelerate itself, through the command `make` builds."""
 
+import os
 import shlex
 import subprocess
 import sys
-from contextlib import chdir
 
 import pytest
 import yaml
@@ -36,8 +36,12 @@ def make_command(*targets: str) -> list[str]:
     function that builds every stage's command (`rlhf_recipes.stages.command`) turns it into the launch."""
     out = subprocess.run(["make", "-n", *targets], cwd=ROOT, capture_output=True, text=True, check=True).stdout
     argv = shlex.split(next(line for line in out.splitlines() if "rlhf_recipes.stages.command" in line))
-    with chdir(ROOT):
+    here = os.getcwd()
+    os.chdir(ROOT)  # the command names recipes/ and accelerate_configs/ from the repository root, as make does
+    try:
         return command_of(argv[argv.index("rlhf_recipes.stages.command") + 1 :])
+    finally:
+        os.chdir(here)
 
 
 def validated(*targets: str):

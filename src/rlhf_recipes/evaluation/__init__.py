@@ -1,1 +1,1 @@
-"""Generating answers, judging them with the gold labeler, and drawing the report."""
+"""Judging answers with the gold labeler, the metrics, the pretraining probes, the report, the sweep's figures."""

@@ -226,7 +226,7 @@ class Scorer:
             self.proxy = ProxyScorer.load(path, missing_eos_penalty(args))
         world = world_path(args, rows)
         self.labeler = gold_labeler(load_world(world)) if world else None
-        self.lock = threading.Lock()  # one scoring at a time: the tokenizer's padding side is switched while it runs
+        self.lock = threading.Lock()  # one scoring at a time: the reward model and its tokenizer are shared
 
     def score(self, messages: list[dict], answer: Answer) -> dict:
         """{"reward": float | None, "gold": {helpful, honest, harmless, concise, total} | None, "kind": ...}."""

@@ -1,1 +1,1 @@
-"""The stage runner every training script uses, and the online RL that RLOO and GRPO share."""
+"""The stage runner every training script uses, the online RL of PPO, RLOO and GRPO, the stage command, the sweep."""

@@ -1,4 +1,4 @@
-"""The one way a stage's command is built: `make <stage>`, the sweep, the bench and the tests all call it.
+"""The one way a stage's command is built: `make <stage>` (`make bench` too), the sweep and the tests call it.
 
     python -m rlhf_recipes.stages.command sft --model tiny --hw cpu [--procs 2] [-- --learning_rate 1e-4 ...]
 
@@ -40,6 +40,7 @@ def stage_command(
         stages = ", ".join(recipe_stages(model))
         raise RecipeError(f"recipes/{model} has no {stage}.yaml; its stages are {stages}")
     chosen = ["--model", model] if stage in BY_MODEL else ["--config", str(config)]
+    chosen += ["--method", stage] if SCRIPTS.get(stage) == "online" else []  # the target names the trainer
     script = ["recipes/" + SCRIPTS.get(stage, stage) + ".py", *chosen, *args]
     if stage in UNLAUNCHED:
         return [sys.executable, *script]

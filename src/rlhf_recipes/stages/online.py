@@ -22,7 +22,7 @@ from ..compat import generate_with_kv_cache
 from ..evaluation.judging import EvalArguments
 from ..training.chat import prepare_tokenizer
 from ..training.config import RecipeError
-from ..training.generation import context_length
+from ..training.context import context_length
 from ..training.loading import load_pretrained
 from ..training.models import load_model, load_saved
 from ..training.outputs import HELDOUT_PROMPTS, write_jsonl
@@ -50,8 +50,7 @@ class RLStage(Stage):
         length = getattr(self.config, self.completion_length)
         self.prompts, self.held = prompt_splits(self.args, self.tokenizer, context_length(self.policy), length)
         self.data |= {"train_prompts": len(self.prompts), "heldout_prompts": len(self.held)}
-        if hasattr(self.args, "eval_prompts"):
-            self.data["eval_prompts"] = self.args.eval_prompts
+        self.data["eval_prompts"] = self.args.eval_prompts
 
     def measure(self, trainer, result) -> dict:
         return {"updates": trainer.state.global_step, **summarize_log(trainer.state.log_history, self.watched)}
@@ -61,10 +60,6 @@ class RLStage(Stage):
         write_jsonl(
             out / HELDOUT_PROMPTS, self.held.select_columns(["prompt"]).to_list()
         )  # the report's, on your data
-
-    def shown(self, metrics: dict) -> dict:
-        """Everything but the ranks and the data: the first and last reward, KL and the like are what users watch."""
-        return {k: v for k, v in metrics.items() if k not in ("ranks", "data")}
 
     def evaluate(self, out: Path) -> dict:
         if not self.judging:
@@ -204,5 +199,8 @@ def method_of(argv: list[str], methods: dict) -> str:
         config = argv[argv.index("--config") + 1] if "--config" in argv[:-1] else None
         method = resolved_config(Path(config)).get("method") if config else None
     if method not in methods:
-        raise RecipeError(f"method is {method!r}; set method: {' or '.join(methods)} in the YAML or with --method")
+        raise RecipeError(
+            f"method is {method!r}; set method: {' or '.join(methods)} in the YAML or with --method (for its options: "
+            f"--method {next(iter(methods))} --help)"
+        )
     return method

@@ -149,8 +149,8 @@ class Stage:
         return metrics
 
     def shown(self, metrics: dict) -> dict:
-        """What the run prints when it ends: its single figures (metrics.json holds the rest)."""
-        return {k: v for k, v in metrics.items() if not isinstance(v, (dict, list))}
+        """What the run prints when it ends: its metrics but the ranks' checksums and the data it read."""
+        return {k: v for k, v in metrics.items() if k not in ("ranks", "data", "log_history")}
 
 
 def stage_of(script: str | Path) -> type[Stage]:

@@ -111,7 +111,12 @@ def tokenized_texts(ds, tokenizer, max_length: int, name: str):
     return done.remove_columns("cut")
 
 
-def tokenize_dialogue(example: dict, tokenizer, template: str, max_length: int) -> dict:
+def past(length: int, max_length: int | None) -> bool:
+    """Whether a row of `length` tokens is cut (TRL's `max_length: null` cuts nothing)."""
+    return max_length is not None and length > max_length
+
+
+def tokenize_dialogue(example: dict, tokenizer, template: str, max_length: int | None) -> dict:
     """input_ids and labels of one SFT row, with -100 everywhere but on the assistant's tokens (EOS included).
 
     Rows are `messages`, or `prompt`/`completion` as conversations or as plain text.
@@ -123,16 +128,16 @@ def tokenize_dialogue(example: dict, tokenizer, template: str, max_length: int) 
     else:  # plain prompt/completion text
         prompt = tokenizer(example["prompt"], add_special_tokens=False).input_ids
         completion = tokenizer(example["completion"], add_special_tokens=False).input_ids + [tokenizer.eos_token_id]
-        ids, cut = (prompt + completion)[:max_length], len(prompt) + len(completion) > max_length
+        ids, cut = (prompt + completion)[:max_length], past(len(prompt) + len(completion), max_length)
         return {"input_ids": ids, "labels": ([-100] * len(prompt) + completion)[:max_length], "cut": cut}
     out = tokenizer.apply_chat_template(
         messages, chat_template=template, tokenize=True, return_dict=True, return_assistant_tokens_mask=True
     )
     ids, mask = out["input_ids"][:max_length], out["assistant_masks"][:max_length]
     labels = [t if m else -100 for t, m in zip(ids, mask)]
-    return {"input_ids": ids, "labels": labels, "cut": len(out["input_ids"]) > max_length}
+    return {"input_ids": ids, "labels": labels, "cut": past(len(out["input_ids"]), max_length)}
 
 
 def tokenize_text(example: dict, tokenizer, max_length: int) -> dict:
     ids = tokenizer(example["text"], add_special_tokens=False).input_ids + [tokenizer.eos_token_id]
-    return {"input_ids": ids[:max_length], "labels": ids[:max_length], "cut": len(ids) > max_length}
+    return {"input_ids": ids[:max_length], "labels": ids[:max_length], "cut": past(len(ids), max_length)}

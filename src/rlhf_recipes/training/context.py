@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import sys
 
+from accelerate import PartialState
+
 from .config import RecipeError
 
 
@@ -34,7 +36,7 @@ def fit_to_context(ids: list[list[int]], limit: int, what: str, head: int = 0) -
 def say_cut(what: str, cut: int, total: int, limit: str, done: str) -> None:
     """The one line every stage prints when texts did not fit: how many, the limit, and what was done with them."""
     if cut:
-        print(
+        PartialState().print(  # once per machine, not once per rank
             f"{what}: {cut} of {total} are longer than {limit}; {done} (shorten them, or raise the limit within "
             "the model's context)",
             file=sys.stderr,

@@ -441,7 +441,7 @@ def load_trained(auto_class, out: Path, **kwargs):
     Stages evaluate this, not the trainer's object: under ZeRO-3 or FSDP the trained weights are
     sharded over the ranks, and a forward pass on the main process alone would wait forever.
     """
-    from ..compat import on_this_process_only  # imports TRL's trainers: seconds the data-only stages skip
+    from ..compat import on_this_process_only  # imports TRL: seconds the data-only stages skip
 
     if (out / "adapter_config.json").is_file():
         import peft
