@@ -23,6 +23,8 @@ STAGE ?= ppo
 PORT ?=
 
 BIN := $(VENV)/bin
+PARITY_VENV ?= .venv-ppo-parity
+UPGRADE_VENV ?= .venv-upgrade
 # chat.yaml / serve.yaml: the model's own (or, in a folder with a base in recipe.yaml, the base's on its roots),
 # else the tiny one's rows over outputs/MODEL
 TALK = $(if $(or $(wildcard $(RECIPE)/$(1).yaml),$(shell grep -s '^base:' $(RECIPE)/recipe.yaml)),$(RECIPE)/$(1).yaml,recipes/tiny/$(1).yaml --outputs_dir outputs/$(MODEL))
@@ -34,7 +36,7 @@ RECIPE := recipes/$(MODEL)
 STAGE_CMD = $(BIN)/python -m rlhf_recipes.stages.command $(1) --model $(MODEL) --hw $(HW) $(if $(PROCS),--procs $(PROCS))
 STAGE_RUN = $(STAGE_CMD) -- $(ARGS)
 
-.PHONY: help install data tokenizer pretrain sft compare reward ppo report all dpo rloo grpo methods sweep chat serve dashboard bench test test-fast lint format clean
+.PHONY: help install data tokenizer pretrain sft compare reward ppo report all dpo rloo grpo methods sweep chat serve dashboard bench ppo-parity upgrade-check test test-fast lint format clean
 
 help: ## List the targets
 	@echo "Usage: make <target> [MODEL=$(MODEL)] [HW=$(HW)] [PROCS=N] [ARGS='--key value ...']"
@@ -106,7 +108,7 @@ serve: install ## After `make all`: one prompt, every stage side by side in the 
 dashboard: install ## Every stage's training curves in TensorBoard -> http://127.0.0.1:PORT (6006)
 	$(BIN)/tensorboard --logdir outputs/$(MODEL) --host 127.0.0.1 --port $(or $(PORT),6006)
 
-bench: install ## After `make all`: every stage vs a plain PyTorch loop, PPO vs TRL defaults -> outputs/bench
+bench: install ## After `make all`: every stage vs a plain PyTorch loop, PPO's update by phase -> outputs/bench
 	$(call STAGE_RUN,bench)
 
 test: install ## Run the whole test suite (tiny real runs, offline), one worker per core
@@ -114,6 +116,23 @@ test: install ## Run the whole test suite (tiny real runs, offline), one worker 
 
 test-fast: install ## The inner loop, under a minute: config, world, labeler, outputs and CLI-error tests
 	$(BIN)/python -m pytest -m "not slow"
+
+ppo-parity: install ## Our PPO vs TRL 1.12's, update by update, and timed (after `make all`), in .venv-ppo-parity -> outputs/ppo-parity
+	test -f $(PARITY_VENV)/.installed || { $(PYTHON) -m venv $(PARITY_VENV) && \
+	  $(PARITY_VENV)/bin/pip install --quiet -r tests/maintenance/ppo-parity-requirements.txt && \
+	  $(PARITY_VENV)/bin/pip install --quiet --no-deps --no-build-isolation -e . && touch $(PARITY_VENV)/.installed; }
+	mkdir -p outputs/ppo-parity && rm -f outputs/ppo-parity/parity.md
+	PARITY_TABLE=outputs/ppo-parity/parity.md $(PARITY_VENV)/bin/python -m pytest tests/test_ppo_parity.py -p no:cacheprovider
+	$(PARITY_VENV)/bin/python tests/maintenance/ppo_timing.py --model $(MODEL) --output_dir outputs/ppo-parity
+
+upgrade-check: ## Newest release of every dependency in .venv-upgrade, what moved, then make test-fast there
+	rm -rf $(UPGRADE_VENV) && $(PYTHON) -m venv $(UPGRADE_VENV)
+	$(UPGRADE_VENV)/bin/pip install --quiet --upgrade pip
+	sed -E 's/==[^ ;#]+//' requirements.txt | grep -vE '^[[:space:]]*(#|$$)' > $(UPGRADE_VENV)/newest.txt
+	$(UPGRADE_VENV)/bin/pip install --quiet -r $(UPGRADE_VENV)/newest.txt
+	$(UPGRADE_VENV)/bin/pip install --quiet --no-deps --no-build-isolation -e . && touch $(UPGRADE_VENV)/.installed
+	$(UPGRADE_VENV)/bin/python tests/maintenance/what_moved.py requirements.txt
+	$(MAKE) test-fast VENV=$(UPGRADE_VENV)
 
 lint: install ## ruff check + ruff format --check (settings in pyproject.toml)
 	$(BIN)/ruff check .

@@ -1,10 +1,11 @@
-"""Stage 4: reinforcement learning from human feedback with TRL's PPOTrainer (`make ppo`).
+"""Stage 4: reinforcement learning from human feedback with the project's PPO trainer (`make ppo`).
 
     accelerate launch --config_file accelerate_configs/cpu.yaml recipes/ppo.py --config recipes/tiny/ppo.yaml
 
 The policy and the frozen reference start from the SFT model (`sft_model_path`); the reward model and
-the value model start from the reward model (`reward_model_path`). PPOTrainer lives in
-`trl.experimental.ppo` and was removed in TRL 1.13, hence the pin at 1.12.0. Prompts come from any
+the value model start from the reward model (`reward_model_path`). The trainer is the project's own
+(rlhf_recipes.training.ppo; TRL removed its PPOTrainer in 1.13) and keeps TRL 1.12's field and metric
+names. Prompts come from any
 dataset with a `prompt` column (conversational or plain), rendered with the SFT model's chat template
 and left-padded. The implementation details are set in the YAML, in plain sight: stop at EOS, the
 missing-EOS penalty, the KL coefficient to the reference, response length, temperature, whitening,
@@ -18,18 +19,15 @@ and hold three; DPO (recipes/dpo.py) holds two.
 
 from dataclasses import dataclass, field
 
-from accelerate import PartialState
 from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
 from trl import ModelConfig, ScriptArguments, get_peft_config
-from trl.experimental.ppo import PPOConfig
 
 from rlhf_recipes.evaluation.judging import EvalArguments
 from rlhf_recipes.stages.online import PromptArguments, RLStage, refuse_unused_model_fields
 from rlhf_recipes.training.chat import prepare_tokenizer
 from rlhf_recipes.training.config import RecipeError, cli
-from rlhf_recipes.training.launch import launched_with
 from rlhf_recipes.training.loading import load_pretrained
-from rlhf_recipes.training.trainers import ResumablePPOTrainer
+from rlhf_recipes.training.ppo import PPOConfig, PPOTrainer
 
 # what users watch in PPO (TRL's names -> metrics.json's): reward up, KL small and positive, ratio near 1
 WATCHED = {
@@ -62,18 +60,6 @@ class PPO(RLStage):
 
     def check(self) -> None:
         refuse_unused_model_fields(self.model_args, "PPO", "sft_model_path and reward_model_path")
-        if (
-            self.model_args.use_peft and PartialState().num_processes > 1
-        ):  # TRL 1.12 cannot find the adapter inside DDP
-            raise RecipeError(
-                "PPO with use_peft runs on one process only (TRL 1.12); launch it with "
-                "accelerate_configs/cpu.yaml or single_gpu.yaml, or drop use_peft to use several processes"
-            )
-        if self.config.save_strategy != "no" and launched_with("DEEPSPEED"):
-            raise RecipeError(
-                "PPO checkpoints are not supported under DeepSpeed (its engine keeps its own format); "
-                "set save_strategy: no, or launch without DeepSpeed to checkpoint and resume"
-            )
 
     def load_models(self) -> None:
         """Policy and reference from the SFT model; reward and value models from the reward model."""
@@ -99,7 +85,7 @@ class PPO(RLStage):
 
     def trainer(self, callbacks=()):
         try:
-            return ResumablePPOTrainer(
+            return PPOTrainer(
                 args=self.config,
                 processing_class=self.tokenizer,
                 model=self.policy,
@@ -107,7 +93,6 @@ class PPO(RLStage):
                 reward_model=self.reward,
                 value_model=self.value,
                 train_dataset=self.prompts.select_columns(["input_ids"]),
-                eval_dataset=self.held.select_columns(["input_ids"]),
                 peft_config=get_peft_config(self.model_args),
                 callbacks=list(callbacks),
                 snapshot_steps=self.args.snapshot_steps,

@@ -65,7 +65,8 @@ def _warm_up() -> None:
     import transformers  # noqa: F401
     import trl  # noqa: F401
     from trl import DPOTrainer, GRPOTrainer, RewardTrainer, RLOOTrainer, SFTTrainer  # noqa: F401
-    from trl.experimental.ppo import PPOTrainer  # noqa: F401
+
+    from rlhf_recipes.training.ppo import PPOTrainer  # noqa: F401
 
 
 def _child(job: dict) -> None:

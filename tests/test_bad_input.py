@@ -513,6 +513,30 @@ CASES = {
         "num_mini_batches 3 does not divide the 8 rollouts",
         "set num_mini_batches to a divisor of 8, e.g. 2",
     ),
+    "ppo: minibatches and gradient accumulation both above 1": lambda a: case(
+        "ppo",
+        ppo_args(a, "mini-accum", "--num_mini_batches", "2", "--gradient_accumulation_steps", "2"),
+        "num_mini_batches 2 and gradient_accumulation_steps 2",
+        "set one of them to 1",
+    ),
+    "ppo: a field PPO does not have (TRL 0.x's kl_penalty)": lambda a: case(
+        "ppo", ppo_args(a, "unknown-field", "--kl_penalty", "k3"), "kl_penalty", "check the spelling"
+    ),
+    "ppo: a KL estimator the trainer does not know": lambda a: case(
+        "ppo", ppo_args(a, "k2", "--kl_estimator", "k2"), "kl_estimator", "'k2'", "k1"
+    ),
+    "ppo: a stop token the trainer does not know": lambda a: case(
+        "ppo", ppo_args(a, "eot", "--stop_token", "eot"), "stop_token", "'eot'", "eos"
+    ),
+    "ppo: total_episodes 0 (it once trained nothing and saved the SFT model as PPO's)": lambda a: case(
+        "ppo", ppo_args(a, "no-episodes", "--total_episodes", "0"), "total_episodes is 0", "at least one batch"
+    ),
+    "ppo: total_episodes smaller than one batch": lambda a: case(
+        "ppo",
+        ppo_args(a, "few-episodes", "--total_episodes", "4"),
+        "total_episodes 4 is less than one batch of 8",
+        "per_device_train_batch_size",
+    ),
     # SFT data: `messages`, and plain prompt/completion
     "sft: messages with no assistant turn": lambda a: case(
         "sft",

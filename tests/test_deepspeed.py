@@ -5,8 +5,11 @@ the whole model, so the check is that the gathered, saved model loads and was tr
 """
 
 import json
+import shutil
 
 import pytest
+import torch
+from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
 
 from conftest import launch, ppo_args, reward_args, sft_args
@@ -56,3 +59,20 @@ def test_ppo_under_zero3_generates_with_gathered_weights(world_dir, sft_model, r
     assert metrics["updates"] == 2 and metrics["kl"]["first"] == pytest.approx(0.0, abs=1e-4)
     assert changed(AutoModelForCausalLM.from_pretrained(sft_model[0]), AutoModelForCausalLM.from_pretrained(out))
     assert "gold_score" in metrics["ppo"]
+
+
+def test_ppo_under_zero2_resumes_bit_identically(world_dir, sft_model, reward_model, tmp_path):
+    """A checkpoint under DeepSpeed is the engine's own (accelerate's save_state); a run resumed from update 1
+    ends with the uninterrupted run's weights, to the bit."""
+    out = tmp_path / "ppo"
+    args = ppo_args(world_dir, sft_model[0], reward_model[0], out, "--total_episodes", "32", "--save_steps", "1")
+    args += ["--eval_prompts", "", "--world_file", ""]
+    metrics = finished(launch("deepspeed_zero2", "ppo", *args, processes=2), out)
+    assert metrics["updates"] == 2
+    resumed = tmp_path / "resumed"
+    shutil.copytree(out, resumed.with_name("resumed.partial"), ignore=shutil.ignore_patterns("checkpoint-2"))
+    args[args.index("--output_dir") + 1] = str(resumed)
+    result = launch("deepspeed_zero2", "ppo", *args, processes=2)
+    assert "resuming from checkpoint-1" in result.stderr and finished(result, resumed)["updates"] == 2
+    before, after = load_file(out / "model.safetensors"), load_file(resumed / "model.safetensors")
+    assert before.keys() == after.keys() and all(torch.equal(before[k], after[k]) for k in before)

@@ -29,7 +29,7 @@ pytestmark = pytest.mark.slow  # trains tiny models for real: `make test`, not `
 TIMING_KEYS = {"eps", "train_runtime", "train_samples_per_second", "train_steps_per_second", "eval_runtime"}
 TIMING_KEYS |= {"eval_samples_per_second", "eval_steps_per_second"}
 # transformers' end-of-training `train_loss` averages the steps of the last run only (upstream behaviour)
-NOT_COMPARED = TIMING_KEYS | {"train_loss"}
+NOT_COMPARED = TIMING_KEYS | {"train_loss", "time/generation_s", "time/scoring_s", "time/training_s"}
 
 
 @pytest.fixture

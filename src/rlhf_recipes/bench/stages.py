@@ -1,4 +1,4 @@
-"""`make bench`: each stage's own trainer timed against a plain loop (PPO against TRL 1.12's defaults).
+"""`make bench`: each stage's own trainer timed against a plain loop; PPO's update split into its phases.
 
 The trainer is the stage's own, reached through the stage runner's declared interface: `stage_of(script)`
 gives the training script's Stage, `from_argv` configures it from its YAML, `prepare` loads its model and
@@ -19,7 +19,6 @@ from pathlib import Path
 import torch
 from accelerate import PartialState
 
-from ..compat import ppo_update_phases
 from ..stages.command import SCRIPTS
 from ..stages.runner import stage_of
 from ..training.config import RecipeError
@@ -146,54 +145,24 @@ def online_stage(bench, stage: str, argv: list[str]) -> dict:
 
 
 def ppo_stage(bench, argv: list[str], work: Path) -> dict:
-    """The recipe's PPO update against TRL 1.12's PPOTrainer with its defaults, interleaved, split in phases."""
-    from trl.experimental.ppo import PPOConfig, PPOTrainer
+    """The recipe's PPO update, split into generation, scoring and training by the trainer's own timers.
 
-    ours, clocks = configured("ppo", argv), {"recipe": StepClock(), "trl_defaults": StepClock()}
-    config = ours.config
-    recipe = ours.trainer(callbacks=[clocks["recipe"]])
-    task = ("per_device_train_batch_size", "response_length", "stop_token", "temperature", "missing_eos_penalty")
-    task += ("kl_coef", "total_episodes", "seed")
-    same_task = {k: getattr(config, k) for k in task}  # what defines the task; every engineering setting: TRL's
-    same_task["use_cpu"] = config.use_cpu or not torch.cuda.is_available()
-    defaults = PPOConfig(output_dir=str(work / "ppo_trl_defaults"), report_to="none", save_strategy="no", **same_task)
-    theirs = configured("ppo", argv)  # fresh copies of the four models
-    baseline = PPOTrainer(
-        args=defaults,
-        processing_class=theirs.tokenizer,
-        model=theirs.policy,
-        ref_model=theirs.ref,
-        reward_model=theirs.reward,
-        value_model=theirs.value,
-        train_dataset=theirs.prompts.select_columns(["input_ids"]),
-        callbacks=[clocks["trl_defaults"]],
-    )
+    Against TRL 1.12's PPOTrainer with its defaults: `make ppo-parity`, where TRL 1.12 is installed."""
+    ours, clock = configured("ppo", argv), StepClock()
+    trainer = ours.trainer(callbacks=[clock])
 
-    def updates(trainer, clock):
-        def run() -> Round:
-            trainer.args.num_total_batches = bench.updates_per_round
-            start = time.perf_counter()  # the whole call: TRL collects garbage after the last update's callbacks
-            with ppo_update_phases(trainer) as phases:
-                trainer.train()
-            seconds = time.perf_counter() - start
-            phases = dict(phases)
-            phases["other"] = seconds - sum(phases.values())
-            return Round(seconds, len(clock.ends), phases)
+    def run() -> Round:
+        before, start = dict(trainer.phase_seconds), time.perf_counter()
+        trainer.train(updates=bench.updates_per_round)
+        seconds = time.perf_counter() - start
+        phases = {name: trainer.phase_seconds[name] - before.get(name, 0.0) for name in trainer.phase_seconds}
+        phases["other"] = seconds - sum(phases.values())
+        return Round(seconds, len(clock.ends), phases)
 
-        return run
-
-    timed = interleave(
-        {name: updates(t, clocks[name]) for name, t in (("recipe", recipe), ("trl_defaults", baseline))}, bench.rounds
-    )
-    settings = {
-        k: getattr(defaults, k)
-        for k in ("bf16", "gradient_checkpointing", "local_rollout_forward_batch_size", "num_ppo_epochs")
-    }
     return {
         "kind": "ppo",
-        "episodes_per_step": config.per_device_train_batch_size,
-        "trl_defaults": settings,
-        "rounds": timed,
+        "episodes_per_step": trainer.batch_size,
+        "rounds": interleave({"recipe": run}, bench.rounds),
     }
 
 

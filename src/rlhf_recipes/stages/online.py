@@ -18,7 +18,6 @@ from typing import ClassVar
 from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
 from trl import ScriptArguments, get_peft_config
 
-from ..compat import generate_with_kv_cache
 from ..evaluation.judging import EvalArguments
 from ..training.chat import prepare_tokenizer
 from ..training.config import RecipeError
@@ -150,7 +149,7 @@ class GroupStage(RLStage):
     def trainer(self, callbacks=()):
         penalty = missing_eos(self.args.missing_eos_penalty, self.tokenizer.eos_token_id)
         try:
-            trainer = self.trainer_class(
+            return self.trainer_class(
                 model=self.policy,
                 reward_funcs=[self.reward, penalty],
                 args=self.config,
@@ -162,8 +161,6 @@ class GroupStage(RLStage):
             )
         except ValueError as e:  # batch sizes that do not divide by num_generations, and the like
             raise RecipeError(f"{self.name} settings rejected: {e}") from e
-        generate_with_kv_cache(trainer.accelerator.unwrap_model(trainer.model), self.config)
-        return trainer
 
     def measure(self, trainer, result) -> dict:
         config = self.config

@@ -106,11 +106,16 @@ def check_values(config, where: str) -> None:
 
 
 def check_mini_batches(config, where: str) -> None:
-    """PPO cuts each rank's rollouts into `num_mini_batches` equal parts; TRL finds out only after loading 4 models."""
+    """PPO cuts each rank's rollouts into `num_mini_batches` equal parts: checked before any model loads."""
     parts = getattr(config, "num_mini_batches", None)
     if not isinstance(parts, int) or parts < 1:
         return
     size, steps = config.per_device_train_batch_size, config.gradient_accumulation_steps
+    if parts > 1 and steps > 1:
+        raise RecipeError(
+            f"num_mini_batches {parts} and gradient_accumulation_steps {steps} both split each update's rollouts "
+            f"into optimizer steps; set one of them to 1 in {where}"
+        )
     rollouts = size * steps
     if rollouts % parts:
         fits = max(d for d in range(1, parts + 1) if rollouts % d == 0)
