@@ -77,3 +77,18 @@ def test_lora_ppo_uses_the_disabled_adapter_as_reference(world_dir, sft_model, r
     )
     assert metrics["kl"]["first"] == pytest.approx(0.0, abs=1e-4)  # adapter starts at zero: policy == reference
     assert (out / "adapter_config.json").is_file()
+
+
+def test_critic_warm_up_keeps_the_policy_and_adaptive_kl_moves_the_coefficient(
+    world_dir, sft_model, reward_model, tmp_path
+):
+    out = tmp_path / "warm"
+    extra = ("--critic_warmup_steps", "1", "--kl_target", "1.0", "--kl_horizon", "100", "--eval_prompts", "")
+    metrics = script("ppo")(ppo_args(world_dir, sft_model[0], reward_model[0], out, *extra))
+    log = json.loads((out / "metrics.json").read_text())["log_history"]
+    first, second = (e for e in log if "objective/kl" in e)
+    assert second["objective/kl"] == 0.0  # the first update trained the value model only: policy == reference
+    assert first["loss/value_avg"] > 0 and metrics["updates"] == 2
+    # the first update's KL, 0 against a target of 1: the gap clipped to -20%, times 8 episodes / horizon 100
+    assert first["objective/kl_coef"] == 0.2
+    assert second["objective/kl_coef"] == pytest.approx(0.2 * (1 - 0.2 * 8 / 100))
