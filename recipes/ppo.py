@@ -4,10 +4,9 @@
 
 The policy and the frozen reference start from the SFT model (`sft_model_path`); the reward model and
 the value model start from the reward model (`reward_model_path`). The trainer is the project's own
-(rlhf_recipes.training.ppo; TRL removed its PPOTrainer in 1.13) and keeps TRL 1.12's field and metric
-names. Prompts come from any
-dataset with a `prompt` column (conversational or plain), rendered with the SFT model's chat template
-and left-padded. The implementation details are set in the YAML, in plain sight: stop at EOS, the
+(rlhf_recipes.training.ppo, docs/ppo.md; TRL removed its PPOTrainer in 1.13) and keeps TRL 1.12's
+field and metric names. Prompts come from any dataset with a `prompt` column (conversational or
+plain), rendered with the SFT model's chat template and left-padded. The implementation details are set in the YAML, in plain sight: stop at EOS, the
 missing-EOS penalty, the KL coefficient to the reference, response length, temperature, whitening,
 PPO epochs and minibatches. The reward model must share the policy's tokenizer: PPO hands it the
 policy's token ids, so a different vocabulary would be scored as noise, and the script refuses it.
