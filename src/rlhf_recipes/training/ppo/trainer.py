@@ -72,11 +72,23 @@ class PolicyAndValue(nn.Module):
         self.policy, self.value = policy, value
         self.config = policy.config  # accelerate sizes DeepSpeed's buckets from it
 
-    def forward(self, input_ids, attention_mask, position_ids):
-        logits = self.policy(
-            input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, use_cache=False
-        ).logits
+    def forward(self, input_ids, attention_mask, position_ids, answer_length: int):
+        """The policy's logits predicting each answer token, and the value at every position."""
+        logits = answer_logits(self.policy, input_ids, attention_mask, position_ids, answer_length)
         return logits, values_per_token(self.value, input_ids, attention_mask, position_ids)
+
+
+def answer_logits(model: nn.Module, input_ids, attention_mask, position_ids, answer_length: int) -> torch.Tensor:
+    """Logits at the positions that predict the answer's tokens only: the LM head and the softmax skip the
+    prompt (`logits_to_keep`), which on a small model is a large share of the work."""
+    logits = model(
+        input_ids=input_ids,
+        attention_mask=attention_mask,
+        position_ids=position_ids,
+        use_cache=False,
+        logits_to_keep=answer_length + 1,
+    ).logits
+    return logits[:, :-1]
 
 
 def values_per_token(model: nn.Module, input_ids, attention_mask, position_ids) -> torch.Tensor:
@@ -338,9 +350,10 @@ class PPOTrainer(Trainer):
         return torch.cat([nn.functional.pad(a, (0, width - a.size(1)), value=pad) for a in answers])
 
     def _logprobs(self, model, query_responses: torch.Tensor, context: int) -> torch.Tensor:
-        logits = model(**model_inputs(query_responses, self.tokenizer.pad_token_id), use_cache=False).logits
-        logits = logits[:, context - 1 : -1] / (self.args.temperature + TEMPERATURE_EPS)
-        return token_logprobs(logits, query_responses[:, context:])
+        answers = query_responses[:, context:]
+        inputs = model_inputs(query_responses, self.tokenizer.pad_token_id)
+        logits = answer_logits(model, **inputs, answer_length=answers.size(1))
+        return token_logprobs(logits / (self.args.temperature + TEMPERATURE_EPS), answers)
 
     @torch.no_grad()
     def score(self, queries: torch.Tensor, responses: torch.Tensor) -> Rollout:
@@ -418,8 +431,9 @@ class PPOTrainer(Trainer):
 
     def _micro_step(self, batch: Rollout, rows, context: int, pad: int, warming_up: bool, stats) -> None:
         args = self.args
-        logits, values = self.model(**model_inputs(batch.query_responses[rows], pad))
-        logits = logits[:, context - 1 : -1] / (args.temperature + TEMPERATURE_EPS)
+        answer_length = batch.responses.size(1)
+        logits, values = self.model(**model_inputs(batch.query_responses[rows], pad), answer_length=answer_length)
+        logits = logits / (args.temperature + TEMPERATURE_EPS)
         ended, ended_value = batch.ended[rows], batch.ended_value[rows]
         logprobs = token_logprobs(logits, batch.responses[rows]).masked_fill(ended, ENDED_LOGPROB)
         values = values[:, context - 1 : -1].masked_fill(ended_value, 0.0)
