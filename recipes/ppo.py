@@ -6,10 +6,11 @@ The policy and the frozen reference start from the SFT model (`sft_model_path`);
 the value model start from the reward model (`reward_model_path`). The trainer is the project's own
 (rlhf_recipes.training.ppo, docs/ppo.md; TRL removed its PPOTrainer in 1.13) and keeps TRL 1.12's
 field and metric names. Prompts come from any dataset with a `prompt` column (conversational or
-plain), rendered with the SFT model's chat template and left-padded. The implementation details are set in the YAML, in plain sight: stop at EOS, the
-missing-EOS penalty, the KL coefficient to the reference, response length, temperature, whitening,
-PPO epochs and minibatches. The reward model must share the policy's tokenizer: PPO hands it the
-policy's token ids, so a different vocabulary would be scored as noise, and the script refuses it.
+plain), rendered with the SFT model's chat template and left-padded. The implementation details are
+set in the YAML, in plain sight: stop at EOS, the missing-EOS penalty, the KL coefficient to the
+reference, response length, temperature, whitening, PPO epochs and minibatches. The reward model must
+share the policy's tokenizer: PPO hands it the policy's token ids, so a different vocabulary would be
+scored as noise, and the script refuses it.
 
 Memory: four models (policy, frozen reference, reward model, value model to train; with `use_peft` the
 reference is the policy with its adapter off). RLOO and GRPO (recipes/online.py) drop the value model
