@@ -5,6 +5,7 @@
 #   make pretrain MODEL=tiny HW=cpu ARGS="--num_train_epochs 1"
 #   make sft HW=deepspeed_zero2 PROCS=2    (accelerate_configs/deepspeed_zero2.yaml, 2 processes)
 #   make sweep SEEDS=5 FROM=sft             (after make all: the story across seeds)
+#   make headtohead SEEDS=5                 (PPO, DPO, RLOO, GRPO and best-of-n across seeds, in English and Chinese)
 #   make chat STAGE=sft                     (after make all: talk to a stage; make serve: all of them, in the browser)
 #   make bench HW=single_gpu ARGS="--bf16 true --shape gpt2-124m"
 SHELL := /bin/bash
@@ -19,6 +20,8 @@ PROCS ?=
 ARGS ?=
 SEEDS ?= 5
 FROM ?= sft
+METHODS ?= ppo
+WORLDS ?= tiny tiny-zh
 STAGE ?= ppo
 PORT ?=
 
@@ -36,7 +39,7 @@ RECIPE := recipes/$(MODEL)
 STAGE_CMD = $(BIN)/python -m rlhf_recipes.stages.command $(1) --model $(MODEL) --hw $(HW) $(if $(PROCS),--procs $(PROCS))
 STAGE_RUN = $(STAGE_CMD) -- $(ARGS)
 
-.PHONY: help install data tokenizer pretrain sft compare reward ppo report all dpo rloo grpo methods sweep chat serve dashboard bench ppo-parity upgrade-check test test-fast lint format clean
+.PHONY: help install data tokenizer pretrain sft compare reward ppo report all dpo rloo grpo methods sweep headtohead chat serve dashboard bench ppo-parity upgrade-check test test-fast lint format clean
 
 help: ## List the targets
 	@echo "Usage: make <target> [MODEL=$(MODEL)] [HW=$(HW)] [PROCS=N] [ARGS='--key value ...']"
@@ -95,9 +98,17 @@ grpo: install ## After PPO: GRPO from the SFT model against the reward model -> 
 methods: dpo rloo grpo ## After `make all`: DPO, RLOO, GRPO and the report of every method -> outputs/MODEL/methods
 	$(call STAGE_CMD,methods)  # ARGS went to the training stages above; the report takes none of theirs
 
-sweep: install ## After `make all`: stages from FROM=sft (or pretrain) once per seed, SEEDS=5 -> outputs/MODEL/sweep
+sweep: install ## After `make all`: stages from FROM=sft (or pretrain) once per seed, SEEDS=5, METHODS=ppo (or all) -> outputs/MODEL/sweep
 	$(BIN)/python recipes/sweep.py --model $(MODEL) --seeds $(SEEDS) --from_stage $(FROM) --hw $(HW) \
-		$(if $(PROCS),--procs $(PROCS)) $(ARGS)
+		--methods $(METHODS) $(if $(PROCS),--procs $(PROCS)) $(ARGS)
+
+headtohead: install ## PPO, DPO, RLOO, GRPO, best-of-n from each seed's SFT and RM, SEEDS=5, in WORLDS -> outputs/WORLD/headtohead
+	for world in $(WORLDS); do \
+	  test -f outputs/$$world/pretrain/metrics.json || $(MAKE) data tokenizer pretrain MODEL=$$world || exit 1; \
+	  $(BIN)/python recipes/sweep.py --model $$world --seeds $(SEEDS) --from_stage $(FROM) --hw $(HW) \
+	    --methods all --report_overopt true --output_dir outputs/$$world/headtohead \
+	    $(if $(PROCS),--procs $(PROCS)) $(ARGS) || exit 1; \
+	done
 
 chat: install ## After `make all`: talk to a stage in the terminal, STAGE=ppo (any stage, or a model folder)
 	$(BIN)/python recipes/chat.py --config $(call TALK,chat) --stage $(STAGE) $(ARGS)

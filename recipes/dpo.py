@@ -22,12 +22,13 @@ from rlhf_recipes.stages.runner import Stage
 from rlhf_recipes.training.config import RecipeError, cli
 from rlhf_recipes.training.loading import HeldOutArguments, dataset_help, load_splits
 from rlhf_recipes.training.models import load_model, load_saved
+from rlhf_recipes.training.trainers import SnapshotArguments
 
 DPO_COLUMNS = ("prompt", "chosen", "rejected")  # comparisons carry more (source, gold agreement): DPO reads these
 
 
 @dataclass
-class DPOArguments(ScriptArguments, EvalArguments, HeldOutArguments):
+class DPOArguments(ScriptArguments, EvalArguments, HeldOutArguments, SnapshotArguments):
     dataset_name: str | None = field(
         default=None,
         metadata={

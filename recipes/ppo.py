@@ -17,7 +17,7 @@ reference is the policy with its adapter off). RLOO and GRPO (recipes/online.py)
 and hold three; DPO (recipes/dpo.py) holds two.
 """
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
 from trl import ModelConfig, ScriptArguments, get_peft_config
@@ -28,6 +28,7 @@ from rlhf_recipes.training.chat import prepare_tokenizer
 from rlhf_recipes.training.config import RecipeError, cli
 from rlhf_recipes.training.loading import load_pretrained
 from rlhf_recipes.training.ppo import PPOConfig, PPOTrainer
+from rlhf_recipes.training.trainers import SnapshotArguments
 
 # what users watch in PPO (TRL's names -> metrics.json's): reward up, KL small and positive, ratio near 1
 WATCHED = {
@@ -40,14 +41,8 @@ SHARED_SETTINGS = ("temperature", "missing_eos_penalty", "kl_coef", "response_le
 
 
 @dataclass
-class PPOArguments(PromptArguments, ScriptArguments, EvalArguments):  # PromptArguments first: its dataset help
-    snapshot_steps: int = field(
-        default=0,
-        metadata={
-            "help": "Save the policy alone every this many updates to output_dir/snapshots/update-<n> (the "
-            "report's over-optimisation curve evaluates them); 0: none."
-        },
-    )
+class PPOArguments(PromptArguments, ScriptArguments, EvalArguments, SnapshotArguments):  # PromptArguments first
+    pass
 
 
 class PPO(RLStage):
@@ -95,7 +90,6 @@ class PPO(RLStage):
                 train_dataset=self.prompts.select_columns(["input_ids"]),
                 peft_config=get_peft_config(self.model_args),
                 callbacks=list(callbacks),
-                snapshot_steps=self.args.snapshot_steps,
             )
         except (ValueError, AssertionError) as e:  # batch sizes that do not divide, and the like
             raise RecipeError(f"PPO settings rejected: {e}") from e

@@ -337,6 +337,8 @@ def online_args(method: str, world_dir: Path, sft_dir: Path, reward_dir: Path, o
         "4",
         "--save_strategy",
         "no",
+        "--snapshot_steps",
+        "1",
         *extra,
     ]
 
@@ -370,7 +372,7 @@ def dpo_args(world_dir: Path, sft_dir: Path, pairs_dir: Path, out: Path, *extra:
 def dpo_model(world_dir, sft_model, comparisons, tmp_path_factory) -> tuple[Path, dict]:
     """DPO from the tiny SFT model on the compared pairs: 12 steps of 8 pairs."""
     out = tmp_path_factory.mktemp("outputs") / "dpo"
-    extra = ("--max_steps", "12", "--learning_rate", "1e-3", "--logging_steps", "2")
+    extra = ("--max_steps", "12", "--learning_rate", "1e-3", "--logging_steps", "2", "--snapshot_steps", "6")
     return out, script("dpo")(dpo_args(world_dir, sft_model[0], comparisons[0], out, *extra))
 
 

@@ -3,9 +3,10 @@
 import json
 
 import pytest
+import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, pipeline
 
-from conftest import ppo_args, script
+from conftest import ppo_args, script, stage
 from rlhf_recipes.training.config import RecipeError
 
 pytestmark = pytest.mark.slow  # trains tiny models for real: `make test`, not `make test-fast`
@@ -92,3 +93,31 @@ def test_critic_warm_up_keeps_the_policy_and_adaptive_kl_moves_the_coefficient(
     # the first update's KL, 0 against a target of 1: the gap clipped to -20%, times 8 episodes / horizon 100
     assert first["objective/kl_coef"] == 0.2
     assert second["objective/kl_coef"] == pytest.approx(0.2 * (1 - 0.2 * 8 / 100))
+
+
+NORM = ("--reward_norm_batches", "2", "--save_steps", "2", "--eval_prompts", "")
+
+
+def test_reward_normalisation_puts_the_initial_policys_scores_at_mean_0_std_1(
+    world_dir, sft_model, reward_model, tmp_path
+):
+    """The calibration batches, scored again in the units it fixed, have mean 0 and std 1; the value model
+    (a copy of the reward model) is read in the same units; a run keeps the figures in its checkpoints."""
+    argv = ppo_args(world_dir, sft_model[0], reward_model[0], tmp_path / "norm", *NORM)
+    ppo, _ = stage("ppo").from_argv(argv)
+    ppo.prepare()
+    trainer = ppo.trainer()
+    loader = iter(trainer.loader)
+    batches = [next(loader), next(loader)]
+    torch.manual_seed(0)
+    trainer.calibrate_rewards(iter(batches))
+    calibrated = (trainer.state.reward_mean, trainer.state.reward_std)
+    assert calibrated[1] != 1.0 and calibrated[0] != 0.0
+    torch.manual_seed(0)  # the same answers again
+    queries = [b["input_ids"] for b in batches]
+    raw = torch.cat([trainer.reward_scores(q, trainer.generate(q))[0] for q in queries])
+    assert trainer.normalized(raw).mean().item() == pytest.approx(0.0, abs=1e-5)
+    assert trainer.normalized(raw).std().item() == pytest.approx(1.0, abs=1e-5)
+    trainer.train()  # calibrated already: the run keeps the figures and saves them with its checkpoint
+    saved = json.loads((tmp_path / "norm" / "checkpoint-2" / "trainer_state.json").read_text())
+    assert (saved["reward_mean"], saved["reward_std"]) == calibrated

@@ -27,6 +27,7 @@ from ..training.models import load_model, load_saved
 from ..training.outputs import HELDOUT_PROMPTS, write_jsonl
 from ..training.prompts import PromptArguments, prompt_splits
 from ..training.recipes import resolved_config
+from ..training.trainers import SnapshotArguments
 from .runner import Stage
 
 SFT_FIX = "run `make sft` first or set model_name_or_path"
@@ -98,7 +99,7 @@ def refuse_unused_model_fields(model_args, method: str, loads: str) -> None:
 
 
 @dataclass
-class GroupArguments(PromptArguments, ScriptArguments, EvalArguments):
+class GroupArguments(PromptArguments, ScriptArguments, EvalArguments, SnapshotArguments):
     """RLOO's and GRPO's own settings, beside TRL's config: the method, the reward model, the EOS penalty."""
 
     method: str | None = field(default=None, metadata={"help": "rloo or grpo: the trainer that runs."})

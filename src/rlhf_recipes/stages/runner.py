@@ -33,7 +33,8 @@ from ..training.outputs import (
     write_json,
     write_model_card,
 )
-from ..training.trainers import CheckpointCompleted
+from ..training.stability import StabilityWatch
+from ..training.trainers import CheckpointCompleted, PolicySnapshots
 from ..training.world_inputs import follow_world, world_record
 
 
@@ -81,6 +82,9 @@ class Stage:
         self.before_training()
         trainer = self.trainer()
         trainer.add_callback(CheckpointCompleted())  # a checkpoint counts once the trainer has written all of it
+        trainer.add_callback(StabilityWatch())  # RL stages: a warning line when an update's KL or entropy jumps
+        if getattr(self.args, "snapshot_steps", 0):
+            trainer.add_callback(PolicySnapshots(trainer, self.args.snapshot_steps))
         result = trainer.train(resume_from_checkpoint=last_checkpoint(out))
         metrics = {"data": self.data, **world_record(self.world, out), **self.measure(trainer, result)}
         metrics["ranks"] = rank_summary(self.trained_model(trainer))

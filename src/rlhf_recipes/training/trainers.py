@@ -1,4 +1,5 @@
-"""TRL's SFT and reward trainers as the stages use them, and the mark of a complete checkpoint.
+"""TRL's SFT and reward trainers as the stages use them, the mark of a complete checkpoint, and the
+policy snapshots the report's curves evaluate.
 
 A checkpoint counts as complete only once `CheckpointCompleted` has marked it (the trainer calls it after
 the last file is written), so a run killed while saving leaves a checkpoint the next run removes rather
@@ -7,13 +8,39 @@ than loads (training/outputs.py). PPO's trainer is the project's own: training/p
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from transformers import TrainerCallback
 from trl import RewardTrainer, SFTTrainer
 
 from ..compat import KeepsTokenCount
-from .outputs import CHECKPOINT_DONE, CHECKPOINT_PREFIX, write_json
+from .outputs import CHECKPOINT_DONE, CHECKPOINT_PREFIX, SNAPSHOTS, write_json
+
+
+@dataclass
+class SnapshotArguments:
+    """Every policy-training stage after SFT (PPO, RLOO, GRPO, DPO) can save its policy along the run."""
+
+    snapshot_steps: int = field(
+        default=0,
+        metadata={
+            "help": "Save the policy alone every this many updates to output_dir/snapshots/update-<n> (the "
+            "report's over-optimisation and frontier curves evaluate them); 0: none."
+        },
+    )
+
+
+class PolicySnapshots(TrainerCallback):
+    """The policy alone, as a plain model folder, every `every` optimizer updates: the report measures gold
+    score and KL along training from them. Called on every process (a sharded model saves collectively)."""
+
+    def __init__(self, trainer, every: int) -> None:
+        self.trainer, self.every = trainer, every
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step % self.every == 0:
+            self.trainer.save_model(str(Path(args.output_dir) / SNAPSHOTS / f"update-{state.global_step:04d}"))
 
 
 class CheckpointCompleted(TrainerCallback):

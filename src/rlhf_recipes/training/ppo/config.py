@@ -6,8 +6,9 @@ recipe set (the derived batch sizes, adapter names, dataset_num_proc) are gone, 
 refused rather than ignored. The inherited TrainingArguments keep transformers' defaults (TRL raised bf16,
 activation checkpointing and logging_steps): the recipes write those values themselves.
 
-New, each off by default: an adaptive KL coefficient (`kl_target`, `kl_horizon`) and a critic warm-up
-(`critic_warmup_steps`); learning-rate warm-up is TrainingArguments' `warmup_steps`.
+New, each off by default: an adaptive KL coefficient (`kl_target`, `kl_horizon`), a critic warm-up
+(`critic_warmup_steps`) and reward normalisation (`reward_norm_batches`); learning-rate warm-up is
+TrainingArguments' `warmup_steps`.
 """
 
 from __future__ import annotations
@@ -60,6 +61,13 @@ class PPOConfig(TrainingArguments):
     )
     kl_horizon: int = field(default=10000, metadata=_help("Adaptive KL: episodes over which kl_coef moves."))
     whiten_rewards: bool = field(default=False, metadata=_help("Whiten the per-token rewards (mean kept)."))
+    reward_norm_batches: int = field(
+        default=0,
+        metadata=_help(
+            "Before the first update, score this many batches of the initial policy's answers and shift and scale "
+            "every later score (and the value model) to mean 0, std 1 on them; 0: the reward model's raw scores."
+        ),
+    )
     cliprange: float = field(default=0.2, metadata=_help("PPO's clip range of the probability ratio."))
     vf_coef: float = field(default=0.1, metadata=_help("Weight of the value loss."))
     cliprange_value: float = field(default=0.2, metadata=_help("Clip range of the value around its old value."))
@@ -85,6 +93,8 @@ class PPOConfig(TrainingArguments):
             raise ValueError(f"total_episodes is {self.total_episodes}; PPO needs at least one batch of episodes")
         if self.kl_target is not None and self.kl_target <= 0:
             raise ValueError(f"kl_target is {self.kl_target}; set a positive KL or leave it unset for a fixed kl_coef")
+        if self.reward_norm_batches < 0:
+            raise ValueError(f"reward_norm_batches is {self.reward_norm_batches}; use 0 (raw scores) or more")
         for name in ("num_ppo_epochs", "num_mini_batches", "local_rollout_forward_batch_size", "response_length"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} is {getattr(self, name)}; it must be at least 1")

@@ -31,7 +31,7 @@ from transformers import DataCollatorWithPadding, GenerationConfig, Trainer, Tra
 
 from ...compat import on_this_process_only
 from ..errors import RecipeError
-from ..outputs import CHECKPOINT_PREFIX, SNAPSHOTS
+from ..outputs import CHECKPOINT_PREFIX
 from .algorithm import (
     ENDED_LOGPROB,
     TEMPERATURE_EPS,
@@ -58,10 +58,13 @@ PHASES = ("generation", "scoring", "training")
 
 @dataclass
 class PPOState(TrainerState):
-    """transformers' TrainerState with the episode count and the (possibly adaptive) KL coefficient."""
+    """transformers' TrainerState with the episode count, the (possibly adaptive) KL coefficient and the
+    reward model's mean and std on the initial policy's answers (reward normalisation)."""
 
     episode: int = 0
     kl_coef: float | None = None
+    reward_mean: float | None = None  # None: not calibrated (raw scores)
+    reward_std: float | None = None
 
 
 class PolicyAndValue(nn.Module):
@@ -179,7 +182,7 @@ class PPOTrainer(Trainer):
     """PPO with a value model initialised from the reward model and a KL penalty to a frozen reference.
 
     With a LoRA `peft_config` the reference is the policy with its adapter switched off (`ref_model`
-    None). `snapshot_steps` saves the policy alone every that many updates to `output_dir/snapshots/`.
+    None).
     """
 
     def __init__(
@@ -193,7 +196,6 @@ class PPOTrainer(Trainer):
         train_dataset,
         peft_config=None,
         callbacks=None,
-        snapshot_steps: int = 0,
     ) -> None:
         self._check_models(processing_class, model, reward_model, value_model)
         if peft_config is not None:
@@ -207,7 +209,7 @@ class PPOTrainer(Trainer):
         for m in (model, ref_model, reward_model, value_model):
             if m is not None:
                 disable_dropout(m)
-        self.tokenizer, self.snapshot_steps = processing_class, snapshot_steps
+        self.tokenizer = processing_class
         self.stop_token_id = processing_class.eos_token_id if args.stop_token == "eos" else args.stop_token_id
         super().__init__(
             model=PolicyAndValue(model, value_model),
@@ -372,17 +374,10 @@ class PPOTrainer(Trainer):
                 chunks["ref"].append(self._logprobs(self.ref_model, sequences, context))
             inputs = model_inputs(sequences, pad)
             chunks["values"].append(values_per_token(unwrapped.value, **inputs)[:, context - 1 : -1])
-            ended = responses[rows]
-            if self.stop_token_id is not None:
-                ended = truncate_after_stop(ended, self.stop_token_id, pad)
-            last = last_token_index(ended, pad)
-            scored = values_per_token(self.reward_model, **model_inputs(torch.cat([queries[rows], ended], 1), pad))
-            chunks["scores"].append(scored[torch.arange(len(rows)), context + last])
-            chunks["last"].append(last)
-            chunks["has_eos"].append((ended == self.tokenizer.eos_token_id).any(dim=1))
-        logprobs, ref_logprobs, values, scores, last, has_eos = (
-            torch.cat(chunks[k]) for k in ("logprobs", "ref", "values", "scores", "last", "has_eos")
-        )
+        logprobs, ref_logprobs, values = (torch.cat(chunks[k]) for k in ("logprobs", "ref", "values"))
+        values = self.normalized(values)
+        scores, last, has_eos = self.reward_scores(queries, responses)
+        scores = self.normalized(scores)
         if args.missing_eos_penalty is not None:
             scores = scores - args.missing_eos_penalty * (~has_eos).float()
         steps = torch.arange(responses.size(1), device=responses.device)
@@ -400,6 +395,40 @@ class PPOTrainer(Trainer):
         eos_tokens = int((responses == self.tokenizer.eos_token_id).sum())
         return Rollout(query_responses, responses, logprobs, ref_logprobs, values, scores, ended, ended_value,
                        kl, kl_reward, advantages, returns, eos_tokens)  # fmt: skip
+
+    @torch.no_grad()
+    def reward_scores(self, queries: torch.Tensor, responses: torch.Tensor):
+        """The reward model's raw score at each answer's last real token (answers cut at the stop token), that
+        index, and whether the answer ended with EOS."""
+        pad, context = self.tokenizer.pad_token_id, queries.size(1)
+        scores, lasts, has_eos = [], [], []
+        for rows in torch.arange(len(queries)).split(self.args.local_rollout_forward_batch_size):
+            ended = responses[rows]
+            if self.stop_token_id is not None:
+                ended = truncate_after_stop(ended, self.stop_token_id, pad)
+            last = last_token_index(ended, pad)
+            scored = values_per_token(self.reward_model, **model_inputs(torch.cat([queries[rows], ended], 1), pad))
+            scores.append(scored[torch.arange(len(rows)), context + last])
+            lasts.append(last)
+            has_eos.append((ended == self.tokenizer.eos_token_id).any(dim=1))
+        return torch.cat(scores), torch.cat(lasts), torch.cat(has_eos)
+
+    def normalized(self, scores: torch.Tensor) -> torch.Tensor:
+        """Reward-model (and value-model) outputs in the units reward normalisation fixed: the value model is a
+        copy of the reward model, so it is read in the same units and starts as close to the returns."""
+        if self.state.reward_mean is None:
+            return scores
+        return (scores - self.state.reward_mean) / self.state.reward_std
+
+    def calibrate_rewards(self, prompts) -> None:
+        """Reward normalisation (Ziegler et al. 2019): the reward model's mean and std over
+        `reward_norm_batches` batches of the initial policy's answers, kept in the state for resume."""
+        raw = []
+        for _ in range(self.args.reward_norm_batches):
+            queries = next(prompts)["input_ids"].to(self.accelerator.device)
+            raw.append(self.reward_scores(queries, self.generate(queries))[0])
+        raw = self.accelerator.gather(torch.cat(raw)).float()
+        self.state.reward_mean, self.state.reward_std = raw.mean().item(), max(raw.std().item(), 1e-6)
 
     @property
     def kl_coef(self) -> float:
@@ -436,7 +465,7 @@ class PPOTrainer(Trainer):
         logits = logits / (args.temperature + TEMPERATURE_EPS)
         ended, ended_value = batch.ended[rows], batch.ended_value[rows]
         logprobs = token_logprobs(logits, batch.responses[rows]).masked_fill(ended, ENDED_LOGPROB)
-        values = values[:, context - 1 : -1].masked_fill(ended_value, 0.0)
+        values = self.normalized(values[:, context - 1 : -1]).masked_fill(ended_value, 0.0)
         policy_loss, policy_stats = clipped_policy_loss(
             logprobs, batch.logprobs[rows], batch.advantages[rows], ~ended, args.cliprange
         )
@@ -478,6 +507,7 @@ class PPOTrainer(Trainer):
             "val/ratio": mean(learned["ratio"]),
             "val/ratio_var": mean(learned["ratio_var"]),
             "val/num_eos_tokens": float(batch.eos_tokens),
+            "val/answer_length": mean((~batch.ended).sum(1).float()),
             "val/explained_variance": mean(explained),
             "lr": self.lr_scheduler.get_last_lr()[0],
             "episode": self.state.episode,
@@ -525,6 +555,9 @@ class PPOTrainer(Trainer):
         state.eval_steps, state.train_batch_size = args.eval_steps, self.batch_size
         self.control = self.callback_handler.on_train_begin(args, state, self.control)
         prompts = self._prompts()
+        if args.reward_norm_batches and state.reward_mean is None:
+            with self._timed("scoring"):
+                self.calibrate_rewards(prompts)
         while state.global_step < last:
             self.control = self.callback_handler.on_step_begin(args, state, self.control)
             metrics = self.step(next(prompts))
@@ -535,8 +568,6 @@ class PPOTrainer(Trainer):
             self.control = self.callback_handler.on_step_end(args, state, self.control)
             if self.control.should_log:
                 self.log(metrics)
-            if self.snapshot_steps and state.global_step % self.snapshot_steps == 0:
-                self.save_model(Path(args.output_dir) / SNAPSHOTS / f"update-{state.global_step:04d}")
             if self.control.should_save:
                 self._checkpoint()
                 self.control = self.callback_handler.on_save(args, state, self.control)
