@@ -24,8 +24,8 @@ from transformers import (
 from rlhf_recipes.evaluation.probes import probe
 from rlhf_recipes.stages.runner import Stage
 from rlhf_recipes.training.config import RecipeError, cli
-from rlhf_recipes.training.loading import HeldOutArguments, dataset_help, load_pretrained, load_splits, load_trained
-from rlhf_recipes.training.packing import packed
+from rlhf_recipes.training.loading import HeldOutArguments, dataset_help, load_pretrained, load_trained
+from rlhf_recipes.training.packing import pretraining_splits
 from rlhf_recipes.training.world_inputs import load_world
 
 
@@ -86,14 +86,12 @@ class Pretrain(Stage):
         return GPT2LMHeadModel(config)
 
     def packed_splits(self) -> dict:
-        args, fix = self.args, "run `make data` first or set dataset_name"
+        args = self.args
         splits, held_out = (
             [args.dataset_train_split, args.dataset_test_split],
             (args.eval_split_ratio, self.config.seed),
         )
-        raw = load_splits(args.dataset_name, splits, [{"text"}], fix, held_out=held_out)
-        where = f"dataset {args.dataset_name} split"
-        return {name: packed(ds, self.tokenizer, args.context_length, f"{where} {name!r}") for name, ds in raw.items()}
+        return pretraining_splits(args.dataset_name, splits, held_out, self.tokenizer, args.context_length)
 
     def trainer(self, callbacks=()):
         return Trainer(

@@ -14,8 +14,9 @@ its score and parts, answer and refusal rates, and the win rate against the refe
 interval. On a user's data there is no labeler: the prompts are those the RL stage held out, the reward
 model is the judge of the win rate, and the gold columns are left out. Either way: length, EOS share, the
 reward model's score, the KL to the reference per answer, held-out loss and perplexity per stage, the
-reward model's accuracy, wall time per stage, training curves and side-by-side samples. Numbers go to
-`report.json`; `report.md` and the PNG figures are drawn from it.
+reward model's accuracy, wall time per stage, training curves and side-by-side samples; and, before the
+network, n-gram models counted on the pretraining tokens beside the base model (`ngram_orders`). Numbers
+go to `report.json`; `report.md` and the PNG figures are drawn from it.
 """
 
 from __future__ import annotations

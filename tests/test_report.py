@@ -123,6 +123,10 @@ def test_report_writes_markdown_json_and_figures(world_dir, outputs, tmp_path):
     ppo_win = rows["ppo"]["win_rate_vs_reference"]["win_rate"]
     assert "PPO vs SFT win rate" in markdown and f"{ppo_win:.3f}" in markdown
     assert "## Reward over-optimisation" in markdown
+    counted = saved["counting"]["models"]  # before the network: n-grams counted on pretrain's tokens
+    assert list(counted) == ["unigram", "bigram", "trigram", "pretrained"]
+    assert counted["pretrained"]["perplexity"] == saved["base_perplexity"]
+    assert "## Before the network: counting words" in markdown
     for figure in ("stage_scores.png", "training_curves.png", "gold_vs_proxy.png", "overoptimization.png"):
         assert (out / figure).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and f"]({figure})" in markdown
 
@@ -178,6 +182,7 @@ def test_methods_report_has_every_row_and_its_cost(world_dir, outputs, tmp_path)
         assert rows[name]["kl_to_reference"] is not None and rows[name]["stage_wall_time_s"] > 0
     assert (out / "score_vs_kl.png").read_bytes()[:4] == b"\x89PNG"
     assert "| GRPO |" in (out / "report.md").read_text()
+    assert "counting" not in result  # ngram_orders: [] (the counted n-grams are in the report's)
 
 
 def test_ppo_snapshots_load_as_plain_models(outputs):

@@ -6,7 +6,7 @@
     training/    errors and strict config, launch, loading, models, staged outputs and resume, model cards,
                  chat templates, prompts, generation, rewards, resumable trainers
     evaluation/  judging answers with a labeler, the gold-score and win-rate metrics, pretraining probes,
-                 the report, the sweep's figures, over-optimisation
+                 n-grams counted before the network, the report, the sweep's figures, over-optimisation
     stages/      the one stage runner every training script uses, the online RL shared by PPO, RLOO and
                  GRPO, the one function that builds a stage's command
     bench/       `make bench`              serving/   `make chat`, `make serve`

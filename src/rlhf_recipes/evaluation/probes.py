@@ -6,12 +6,13 @@ from ..training.generation import complete
 from ..world.world import BOTH, World, readings
 
 
-def fact_recall(model, tokenizer, world: World) -> dict:
+def fact_recall(model, tokenizer, world: World, generate=complete) -> dict:
     """Greedy completion of 'The population of <city> is' and the like, scored against the world (in each of
-    its languages: a bilingual world's recall is per language too)."""
+    its languages: a bilingual world's recall is per language too). `generate` continues the prompts as
+    `complete` does; the report's counted n-gram models bring their own, to take the same probe."""
     cases = [(r, c, a) for r in readings(world) for c in r.cities for a in r.attributes]
     prompts = [r.language.probe(a).format(city=c.name) for r, c, a in cases]
-    completions = complete(model, tokenizer, prompts, max_new_tokens=8)
+    completions = generate(model, tokenizer, prompts, max_new_tokens=8)
     recalled = [done.text.strip().startswith(c.facts[a]) for (_, c, a), done in zip(cases, completions)]
     heldout = [c.name in r.heldout for r, c, _ in cases]
     examples = [f"{p} ->{c.text}" for p, c in list(zip(prompts, completions))[:: max(1, len(prompts) // 6)]]

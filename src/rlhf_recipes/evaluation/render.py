@@ -186,6 +186,41 @@ def _stages(report: dict) -> list[str]:
     return [*lines, accuracy + "."]
 
 
+def _cell(text: str) -> str:
+    return text.replace("\n", " ⏎ ").replace("|", "\\|")
+
+
+def counting_markdown(counted: dict) -> list[str]:
+    """Before the network: each counted n-gram model beside the pretrained one, and why counting runs out."""
+    prompts = counted["prompts"]
+    asked = "".join(f' continues "{p.strip()}" with |' for p in prompts)
+    unseen = counted["unseen_share"]
+    shares = ", ".join(f"{share:.1%} for {n}-grams" for n, share in unseen.items())
+    lines = [
+        "## Before the network: counting words",
+        "",
+        f"Next-token probabilities counted on the {counted['train_tokens']:,} tokens the pretrained model trained "
+        f"on ({counted['dataset']}, {counted['train_split']} split, in its tokenizer's tokens), each order smoothed "
+        f"by interpolated absolute discounting (D = {counted['discount']}, add-one unigram). Perplexity is on the "
+        f"held-out blocks the pretrained model's is measured on ({counted['heldout_blocks']} blocks of "
+        f"{counted['block_tokens']} tokens, {counted['heldout_split']} split)."
+        + (" Fact recall is the pretraining stage's greedy probe; the continuations are greedy." if prompts else ""),
+        "",
+        "| model | held-out perplexity | fact recall |" + asked,
+        "|---" * (3 + len(prompts)) + "|",
+    ]
+    for name, row in counted["models"].items():
+        said = "".join(f" {_cell(text)} |" for text in row.get("continuations", []))
+        label = "pretrained model" if name == "pretrained" else name
+        lines.append(f"| {label} | {_fmt(row['perplexity'])} | {_fmt(row.get('fact_recall'))} |{said}")
+    return [
+        *lines,
+        "",
+        f"Why counting runs out: the share of held-out n-grams never seen in training is {shares}; of those, "
+        f"counting knows only what a shorter context says. (Counted in {_fmt(counted['seconds'])} s.)",
+    ]
+
+
 def write_markdown(report: dict, figures: list[str]) -> str:
     rows = report["policies"]
     reference = rows[report["reference"]]["label"]
@@ -212,6 +247,8 @@ def write_markdown(report: dict, figures: list[str]) -> str:
         "",
     ]
     lines += [f"![{f}]({f})" for f in figures]
+    if report.get("counting"):
+        lines += ["", *counting_markdown(report["counting"])]
     if report.get("overoptimization"):
         lines += ["", *overoptimization.markdown(report["overoptimization"], OVEROPT_FIGURE)]
     lines += ["", "## Wall time per stage", "", "| stage | seconds |", "|---|---|"]
@@ -221,7 +258,6 @@ def write_markdown(report: dict, figures: list[str]) -> str:
         kind = f" ({sample['kind']})" if sample["kind"] else ""
         lines += [f"**{sample['prompt']}**{kind}", "", f"| policy | answer | {judge} score |", "|---|---|---|"]
         for name, row in rows.items():
-            answer = sample[name]["answer"].replace("\n", " ⏎ ").replace("|", "\\|")
-            lines.append(f"| {row['label']} | {answer} | {sample[name]['score']:g} |")
+            lines.append(f"| {row['label']} | {_cell(sample[name]['answer'])} | {sample[name]['score']:g} |")
         lines.append("")
     return "\n".join(lines) + "\n"

@@ -23,6 +23,7 @@ from .answering import Answerer, answer_logprobs
 from .diversity import diversity
 from .judging import EvalArguments, judge
 from .metrics import load_metric
+from .ngrams import counting
 from .overopt_sampling import OverOptimization
 from .policies import Policy, ProxyScorer, read_policies, rl_config
 from .render import write_figures, write_markdown
@@ -73,6 +74,14 @@ class ReportArguments(EvalArguments):
         metadata={"help": "RL stages whose snapshots (snapshot_steps) are evaluated along training."},
     )
     overopt_samples: int = field(default=4, metadata={"help": "Answers per prompt from each RL snapshot."})
+    ngram_orders: list[int] = field(
+        default_factory=list,
+        metadata={
+            "help": "Before the network: n-gram models of these orders (1, 2, 3) counted on the tokens the "
+            "`pretrain` stage trained on, beside its model (held-out perplexity, fact recall, a continuation "
+            "of the world's population question); empty: none."
+        },
+    )
     seed: int = field(default=0, metadata={"help": "Seed of sampling and bootstrap."})
     output_dir: str = field(default="outputs/tiny/report", metadata={"help": "Where the report is written."})
 
@@ -193,6 +202,7 @@ def build_report(args: ReportArguments) -> tuple[dict, dict]:
     world_dir = follow_world(args, str(stage_dir(args, args.rl_stage)), **WORLD_OPTIONS)
     world = load_world(args.world_file) if args.world_file else None
     policies = usable_policies(policies, world)
+    counted = counting(stage_dir(args, "pretrain"), world, args.ngram_orders) if args.ngram_orders else None
     args.eval_temperature, penalty = rl_settings(args)
     rows = eval_rows(args)
     proxy_scorer = ProxyScorer.load(stage_dir(args, args.reward_model), penalty)
@@ -238,6 +248,8 @@ def build_report(args: ReportArguments) -> tuple[dict, dict]:
     report["heldout"] = heldout_by_stage(trained)
     report["base_perplexity"] = trained.get("pretrain", {}).get("perplexity")
     report["base_fact_recall"] = trained.get("pretrain", {}).get("fact_recall")
+    if counted:
+        report["counting"] = counted
     report["rm_accuracy"] = reward_heldout.get("accuracy")
     report["rm_gold_agreement"] = reward_heldout.get("gold_agreement")
     report["rm_label_noise_ceiling"] = reward_heldout.get("label_noise_ceiling")

@@ -18,6 +18,14 @@ class Completion:
     num_tokens: int
 
 
+def completion(tokenizer, new_tokens: list[int]) -> Completion:
+    """A continuation's tokens as its text: cut at EOS, padding dropped (a model or a counted n-gram's alike)."""
+    ended = tokenizer.eos_token_id in new_tokens
+    kept = new_tokens[: new_tokens.index(tokenizer.eos_token_id)] if ended else new_tokens
+    kept = [t for t in kept if t != tokenizer.pad_token_id]
+    return Completion(tokenizer.decode(kept, skip_special_tokens=True), ended, len(kept))
+
+
 @torch.no_grad()
 def complete(
     model,
@@ -59,11 +67,7 @@ def complete(
                 synced_gpus=False,
                 **sampling,
             )
-            for row in ids[:, batch["input_ids"].shape[1] :].tolist():
-                ended = tokenizer.eos_token_id in row
-                row = row[: row.index(tokenizer.eos_token_id)] if ended else row
-                row = [t for t in row if t != tokenizer.pad_token_id]
-                out.append(Completion(tokenizer.decode(row, skip_special_tokens=True), ended, len(row)))
+            out += [completion(tokenizer, row) for row in ids[:, batch["input_ids"].shape[1] :].tolist()]
     finally:
         tokenizer.padding_side = side
     return out

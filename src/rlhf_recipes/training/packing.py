@@ -7,6 +7,7 @@ from itertools import chain
 from accelerate import PartialState
 
 from .config import RecipeError
+from .loading import load_splits
 
 
 def packed(split, tokenizer, context: int, name: str):
@@ -21,3 +22,10 @@ def packed(split, tokenizer, context: int, name: str):
     if len(blocks) == 0:
         raise RecipeError(f"{name} is shorter than one {context}-token block; lower context_length or add text")
     return blocks
+
+
+def pretraining_splits(dataset: str, splits: list[str], held_out: tuple[float, int], tokenizer, context: int) -> dict:
+    """The pretraining stage's train and held-out splits, packed: one function, so the report's n-gram counts
+    read exactly the blocks the model trained and was evaluated on."""
+    raw = load_splits(dataset, splits, [{"text"}], "run `make data` first or set dataset_name", held_out=held_out)
+    return {name: packed(ds, tokenizer, context, f"dataset {dataset} split {name!r}") for name, ds in raw.items()}
