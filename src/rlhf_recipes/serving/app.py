@@ -23,9 +23,17 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException
 
 from ..training.config import RecipeError
-from .stages import Answer, Sampling, Scorer, TalkArguments, load_speakers, present, read_stages
-
-MAX_NEW_TOKENS = 512  # the most a request may ask for, whatever the model's context
+from .stages import (
+    MAX_NEW_TOKENS,
+    Answer,
+    Sampling,
+    Scorer,
+    TalkArguments,
+    load_speakers,
+    pieces,
+    present,
+    read_stages,
+)
 
 
 @dataclass
@@ -124,15 +132,11 @@ def create_app(args: TalkArguments, max_prompt_chars: int) -> FastAPI:
         def lines():
             """JSON lines: tokens as they come, then the answer and its scores (or an error)."""
             try:
-                if speaker.row.best_of > 1:
-                    done = scorer.best(messages, speaker.sample(messages, sampling, speaker.row.best_of))
-                    yield json.dumps({"token": done.text}) + "\n"
-                else:
-                    for piece in speaker.stream(messages, sampling):
-                        if isinstance(piece, Answer):
-                            done = piece
-                        else:
-                            yield json.dumps({"token": piece}) + "\n"
+                for piece in pieces(speaker, scorer, messages, sampling):
+                    if isinstance(piece, Answer):
+                        done = piece
+                    else:
+                        yield json.dumps({"token": piece}) + "\n"
                 scores = scorer.score(messages, done)
                 yield (
                     json.dumps(
