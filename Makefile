@@ -7,6 +7,7 @@
 #   make sweep SEEDS=5 FROM=sft             (after make all: the story across seeds)
 #   make headtohead SEEDS=5                 (PPO, DPO, RLOO, GRPO and best-of-n across seeds, in English and Chinese)
 #   make chat STAGE=sft                     (after make all: talk to a stage; make serve: all of them, in the browser)
+#   make eval                               (after make all: lm-evaluation-harness over every stage, offline)
 #   make bench HW=single_gpu ARGS="--bf16 true --shape gpt2-124m"
 SHELL := /bin/bash
 .NOTPARALLEL:
@@ -39,7 +40,7 @@ RECIPE := recipes/$(MODEL)
 STAGE_CMD = $(BIN)/python -m rlhf_recipes.stages.command $(1) --model $(MODEL) --hw $(HW) $(if $(PROCS),--procs $(PROCS))
 STAGE_RUN = $(STAGE_CMD) -- $(ARGS)
 
-.PHONY: help install data tokenizer pretrain sft compare reward ppo report all dpo rloo grpo methods sweep headtohead chat serve dashboard bench ppo-parity upgrade-check test test-fast lint format clean
+.PHONY: help install data tokenizer pretrain sft compare reward ppo report eval all dpo rloo grpo methods sweep headtohead chat serve dashboard bench ppo-parity upgrade-check test test-fast lint format clean
 
 help: ## List the targets
 	@echo "Usage: make <target> [MODEL=$(MODEL)] [HW=$(HW)] [PROCS=N] [ARGS='--key value ...']"
@@ -83,6 +84,9 @@ ppo: install ## Stage 4: PPO against the reward model -> outputs/MODEL/ppo
 
 report: install ## The stage-by-stage report -> outputs/MODEL/report/report.md
 	$(call STAGE_RUN,report)
+
+eval: install ## After `make all`: lm-evaluation-harness over every stage's model (STAGE=sft: one) -> outputs/MODEL/eval/eval.md
+	$(call STAGE_RUN,eval) $(if $(filter command line environment,$(origin STAGE)),--stage $(STAGE))
 
 all: data tokenizer pretrain sft compare reward ppo report ## Every stage and the report, on the embedded default
 
