@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..training.config import RecipeError
-from ..training.loading import load_splits
+from ..training.loading import load_splits, looks_like_hub_id
 from ..training.outputs import Stopwatch, input_paths, staged_output
 from ..training.world_inputs import WORLD_FILE, follow_world, load_world, world_of
 from .policies import Policy, read_policies
@@ -99,9 +99,22 @@ def model_args(folder: Path) -> dict:
     return {"pretrained": str(folder)}
 
 
+def is_hub_model(args: HarnessArguments, path: str) -> bool:
+    """A row whose path is a Hub id ("openai-community/gpt2": a real recipe's base model), not a folder here."""
+    return "/" in path and looks_like_hub_id(path) and not (Path(args.outputs_dir) / path).exists()
+
+
+def where(args: HarnessArguments, row: Policy) -> Path:
+    """The row's model: its folder in outputs_dir, or its Hub id."""
+    return Path(row.path) if is_hub_model(args, row.path) else Path(args.outputs_dir) / row.path
+
+
 def checked(args: HarnessArguments, row: Policy) -> Policy:
-    """The row, if its folder holds a causal LM; else one line naming what is wrong and what to do."""
-    folder = Path(args.outputs_dir) / row.path
+    """The row, if its folder holds a causal LM (a Hub model is taken as named); else one line naming what is
+    wrong and what to do."""
+    folder = where(args, row)
+    if is_hub_model(args, row.path):
+        return row
     if not folder.is_dir():
         raise RecipeError(f"{folder} not found; run `make {folder.name}` first")
     if kind := model_kind(folder):
@@ -122,10 +135,10 @@ def chosen_rows(args: HarnessArguments) -> list[Policy]:
                 f"{args.outputs_dir}; name one of them"
             )
         return [checked(args, named.get(args.stage) or Policy(Path(args.stage).name, args.stage, "chat"))]
-    present = [row for row in rows if (Path(args.outputs_dir) / row.path).is_dir()]
+    present = [row for row in rows if is_hub_model(args, row.path) or where(args, row).is_dir()]
     for row in rows:
         if row not in present:
-            print(f"leaving out {row.name}: {Path(args.outputs_dir) / row.path} is not there (`make {row.path}`)")
+            print(f"leaving out {row.name}: {where(args, row)} is not there (`make {row.path}`)")
     if not present:
         raise RecipeError(f"no stage of eval.yaml is in {args.outputs_dir}; run `make all` first")
     return [checked(args, row) for row in present]
@@ -133,7 +146,7 @@ def chosen_rows(args: HarnessArguments) -> list[Policy]:
 
 def world_questions(args: HarnessArguments, rows: list[Policy]) -> dict[str, dict[str, list]]:
     """{lang: {facts, unknown}} from the world the stages trained on (none without a world)."""
-    folders = [str(Path(args.outputs_dir) / row.path) for row in rows]
+    folders = [str(where(args, row)) for row in rows]
     follow_world(args, next((f for f in folders if world_of(f)), folders[0]), **WORLD_OPTIONS)
     if not (args.world_file and args.eval_prompts):
         return {}
@@ -182,7 +195,7 @@ def evaluate_stage(args: HarnessArguments, row: Policy, groups: list[str], task_
 
     clock = Stopwatch()
     device = str(PartialState().device)
-    lm = HFLM(**model_args(Path(args.outputs_dir) / row.path), device=device, batch_size=args.batch_size)
+    lm = HFLM(**model_args(where(args, row)), device=device, batch_size=args.batch_size)
     found = {}
     for kind, tasks, chat in (("world", groups, row.prompt == "chat"), ("standard", args.tasks, False)):
         if tasks:
