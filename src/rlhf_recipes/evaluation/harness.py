@@ -175,17 +175,20 @@ def run_harness(lm, tasks: list[str], task_manager, chat: bool, seed: int) -> di
     return simple_evaluate(model=lm, tasks=tasks, task_manager=task_manager, apply_chat_template=chat, **seeds)
 
 
-def write_results(folder: Path, name: str, results: dict) -> None:
+def write_results(folder: Path, name: str, results: dict, partial: Path) -> None:
     """lm-eval's results as its CLI writes them: the numbers and configs, and each task's answers in a JSON-lines
-    file beside them."""
+    file beside them; a path into the partial output (the question files) is written as where it will be."""
     from lm_eval.utils import handle_non_serializable
+
+    def dump(value) -> str:
+        text = json.dumps(value, default=handle_non_serializable, ensure_ascii=False)
+        return text.replace(str(partial), str(partial.with_name(partial.name.removesuffix(".partial"))))
 
     folder.mkdir(parents=True, exist_ok=True)
     samples = results.pop("samples", {})
-    (folder / f"{name}.json").write_text(json.dumps(results, indent=2, default=handle_non_serializable) + "\n")
+    (folder / f"{name}.json").write_text(json.dumps(json.loads(dump(results)), indent=2, ensure_ascii=False) + "\n")
     for task, rows in samples.items():
-        lines = [json.dumps(row, default=handle_non_serializable, ensure_ascii=False) + "\n" for row in rows]
-        (folder / f"samples_{task}.jsonl").write_text("".join(lines))
+        (folder / f"samples_{task}.jsonl").write_text("".join(dump(row) + "\n" for row in rows))
 
 
 def evaluate_stage(args: HarnessArguments, row: Policy, groups: list[str], task_manager, out: Path) -> dict:
@@ -200,7 +203,8 @@ def evaluate_stage(args: HarnessArguments, row: Policy, groups: list[str], task_
     for kind, tasks, chat in (("world", groups, row.prompt == "chat"), ("standard", args.tasks, False)):
         if tasks:
             results = run_harness(lm, tasks, task_manager, chat, args.seed)
-            write_results(out / row.name, kind, results)
+            results["chat_template"] = lm.chat_template(chat) if chat else None  # as lm-eval's CLI records it
+            write_results(out / row.name, kind, results, out)
             found |= results["results"]
     return {"label": row.title, "path": row.path, "prompt": row.prompt, "results": found, "wall_time_s": clock.seconds}
 
