@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import TINY, pretrain_args, run_cli, script, sft_args
+from conftest import TINY, pretrain_args, run_cli, script, sft_args, world_args
 from rlhf_recipes.evaluation.world_tasks import question_rows, stated_value
 from rlhf_recipes.training.config import RecipeError
 from rlhf_recipes.world.world import World
@@ -38,6 +38,20 @@ def test_every_held_out_question_becomes_a_task_row(world_dir):
             city=city.name, value=row["value"]
         ) == (f"{row['answer_start']} {row['value']}{row['value_end']}")
     assert rows["unknown"] and all(row["answer"] == "i don't know" for row in rows["unknown"])
+
+
+def test_a_bilingual_world_asks_each_question_in_its_own_language(tmp_path):
+    """`lang: both`: the English questions go to world_en's tasks, the Chinese ones to world_zh's, each answered
+    and scored in the language asked."""
+    script("data")(world_args(tmp_path / "world", "--lang", "both"))
+    world = World.load(tmp_path / "world" / "world.json")
+    rows = question_rows(world, eval_rows(tmp_path / "world"), num_choices=4, seed=0)
+    assert set(rows) == {"en", "zh"} and all(found["facts"] and found["unknown"] for found in rows.values())
+    assert all(row["text_prompt"].startswith("Q: ") for row in rows["en"]["facts"])
+    assert all(
+        row["text_prompt"].startswith("问：") and row["value_end"].endswith("。") for row in rows["zh"]["facts"]
+    )
+    assert {row["answer"] for row in rows["zh"]["unknown"]} == {"我不知道"}
 
 
 @pytest.fixture(scope="module")
