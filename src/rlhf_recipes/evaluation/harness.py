@@ -239,6 +239,7 @@ def table(report: dict) -> str:
         f"lm_eval {report['lm_eval']}, greedy, zero-shot. Each cell: the metric ± its standard error (difference "
         f"to the first row). Multiple choice among {report['num_choices']} values: chance "
         f"{1 / report['num_choices']:.3f}. {report['wall_time_s']} s in all.",
+        *([f"The report of the same stages: [{report['report']}]({report['report']})."] if report["report"] else []),
         "",
         "| stage | asked | " + " | ".join(columns) + " |",
         "|---|---|" + "---|" * len(columns),
@@ -247,6 +248,14 @@ def table(report: dict) -> str:
         values = [cell(stage["scores"].get(c), first.get(c)) for c in columns]
         lines.append(f"| {stage['label']} | {stage['prompt']} | " + " | ".join(values) + " |")
     return "\n".join(lines) + "\n"
+
+
+def beside_the_report(args: HarnessArguments) -> str | None:
+    """The report of the same outputs (`make report`'s, or `make methods`'), relative to output_dir, if written."""
+    for name in ("methods", "report"):
+        if (report := Path(args.outputs_dir) / name / "report.md").is_file():
+            return os.path.relpath(report, args.output_dir)
+    return None
 
 
 def run_eval(args: HarnessArguments, overwrite: bool) -> dict:
@@ -276,6 +285,7 @@ def run_eval(args: HarnessArguments, overwrite: bool) -> dict:
                 lang: {kind: len(found) for kind, found in kinds.items()} for lang, kinds in questions.items()
             },
             "stages": stages,
+            "report": beside_the_report(args),
             "wall_time_s": clock.seconds,
         }
         (out / "eval.json").write_text(json.dumps(report, indent=2) + "\n")
