@@ -261,9 +261,12 @@ def beside_the_report(args: HarnessArguments) -> str | None:
 def run_eval(args: HarnessArguments, overwrite: bool) -> dict:
     """Every chosen stage through the harness, into output_dir: questions/, <stage>/, eval.json, eval.md."""
     import lm_eval
+    from accelerate import PartialState
     from lm_eval.tasks import TaskManager
 
     clock = Stopwatch()
+    if PartialState().num_processes > 1:
+        raise RecipeError("make eval runs in one process; use HW=cpu or HW=single_gpu, without PROCS")
     rows = chosen_rows(args)  # fails on a missing or non-LM stage before any work
     questions = world_questions(args, rows)
     if not questions and not args.tasks:
