@@ -103,6 +103,22 @@ def test_the_harness_reads_every_stage_offline(stages, world_dir, capsys):
 
 
 @pytest.mark.slow
+def test_a_lora_adapter_is_read_on_its_base(stages, world_dir, tmp_path):
+    """A stage saved as a LoRA adapter (use_peft) is its base with the adapter on; a fresh one changes nothing."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    adapter = tmp_path / "adapter"
+    lora = LoraConfig(task_type="CAUSAL_LM", r=2, target_modules=["c_attn"])
+    get_peft_model(AutoModelForCausalLM.from_pretrained(stages / "sft"), lora).save_pretrained(adapter)
+    AutoTokenizer.from_pretrained(stages / "sft").save_pretrained(adapter)
+    plain = script("eval")(eval_args(stages, "--stage", "sft", out="sft-alone"))["stages"]["sft"]
+    world = ("--world_file", str(world_dir / "world.json"), "--eval_prompts", str(world_dir / "eval_prompts"))
+    on_base = script("eval")(eval_args(stages, "--stage", str(adapter), *world, out="adapter"))["stages"]["adapter"]
+    assert on_base["prompt"] == "chat" and on_base["scores"] == plain["scores"]
+
+
+@pytest.mark.slow
 def test_a_missing_stage_is_one_line(stages):
     with pytest.raises(RecipeError, match=r"dpo not found; run `make dpo` first$"):
         script("eval")(eval_args(stages, "--stage", "dpo"))

@@ -275,7 +275,11 @@ def run_eval(args: HarnessArguments, overwrite: bool) -> dict:
         go_offline()
     with staged_output(args.output_dir, stage="eval", inputs=input_paths(args), overwrite=overwrite) as out:
         write_questions(questions, out / QUESTIONS)
-        task_manager = TaskManager(include_path=args.include_path, metadata={QUESTIONS_KEY: str(out / QUESTIONS)})
+        task_manager = TaskManager(  # lm-eval's own tasks only when named: indexing them all takes seconds
+            include_path=args.include_path,
+            include_defaults=bool(args.tasks),
+            metadata={QUESTIONS_KEY: str(out / QUESTIONS)},
+        )
         stages = {}
         for row in rows:
             stage = evaluate_stage(args, row, world_groups(questions, row.prompt), task_manager, out)
