@@ -18,6 +18,7 @@ from accelerate import PartialState
 from accelerate.utils import gather_object
 
 from .config import RecipeError
+from .cores import share_now
 
 
 def on_cpu_by_launch() -> bool:
@@ -91,25 +92,10 @@ def apply_launch(parser, argv: Sequence[str] | None) -> list[str]:
         os.environ["ACCELERATE_USE_CPU"] = "true"
         extra += ["--use_cpu", "true"] if "use_cpu" in fields and "--use_cpu" not in argv else []
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        torch.set_num_threads(threads_per_rank())
+        share_now()  # each rank its share of the cores (torchrun gives each 1 thread)
         PartialState(cpu=not deepspeed, backend="gloo")
         extra += ["--ddp_backend", "gloo"] if "ddp_backend" in fields and "--ddp_backend" not in argv else []
     return argv + extra
-
-
-def threads_per_rank() -> int:
-    """Each CPU rank's share of the cores this process may use, so that the ranks together fill them.
-
-    accelerate and torchrun start every rank of a multi-process CPU run with OMP_NUM_THREADS=1 unless it
-    is set: 2 ranks on a 32-core machine would use 2 cores. Several threads per rank on cores that the
-    ranks share would oversubscribe them instead (on a busy machine a step ran ~5x slower). A value above
-    1 that the user set is kept.
-    """
-    asked = int(os.environ.get("OMP_NUM_THREADS", "1") or "1")
-    if asked > 1:
-        return asked
-    ranks_here = int(os.environ.get("LOCAL_WORLD_SIZE", os.environ.get("WORLD_SIZE", "1")))
-    return max(1, len(os.sched_getaffinity(0)) // ranks_here)
 
 
 def weights_checksum(model) -> float | None:
