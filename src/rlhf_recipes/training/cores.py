@@ -6,9 +6,9 @@ every process of this project that computes on the CPU (a stage, each rank of on
 one folder per user while it works and takes its share: the cores divided by the processes signed in. It
 looks again every few seconds of training, so a job that starts or ends beside it moves the share.
 
-A fixed count is kept: `RLHF_RECIPES_THREADS=n` gives a run n cores, split between its ranks on this machine;
-`OMP_NUM_THREADS` above 1 gives each rank that many threads (torchrun and accelerate set 1 for every rank
-themselves, so 1 does not say the user chose it). A run is bit-for-bit reproducible at a fixed thread
+`RLHF_RECIPES_THREADS=n` fixes the count: n cores for the run, split between its ranks on this machine.
+OMP_NUM_THREADS does not: the launchers set it themselves (accelerate to the physical cores, torchrun to 1
+per rank), so it does not say what the user chose. A run is bit-for-bit reproducible at a fixed thread
 count: the tests fix it, and so can a user comparing two runs to the last bit.
 """
 
@@ -41,10 +41,8 @@ def ranks_here() -> int:
 
 def fixed_threads() -> int | None:
     """The threads of this process that the user fixed, if any."""
-    if os.environ.get("RLHF_RECIPES_THREADS"):
-        return max(1, int(os.environ["RLHF_RECIPES_THREADS"]) // ranks_here())
-    asked = int(os.environ.get("OMP_NUM_THREADS", "1") or "1")
-    return asked if asked > 1 else None
+    fixed = os.environ.get("RLHF_RECIPES_THREADS")
+    return max(1, int(fixed) // ranks_here()) if fixed else None
 
 
 def _alive(entry: Path) -> bool:
