@@ -89,7 +89,8 @@ ppo: install ## Stage 4: PPO against the reward model -> outputs/MODEL/ppo
 report: install ## The stage-by-stage report -> outputs/MODEL/report/report.md
 	$(call STAGE_RUN,report)
 
-all: data tokenizer pretrain sft compare reward ppo report ## Every stage and the report, on the embedded default
+all: install ## Every stage and the report, on the embedded default (HW=cpu: in one process, the imports paid once)
+	$(BIN)/python -m rlhf_recipes.stages.pipeline --model $(MODEL) --hw $(HW) $(if $(PROCS),--procs $(PROCS)) -- $(ARGS)
 
 dpo: install ## After PPO: DPO from the SFT model on the compared pairs -> outputs/MODEL/dpo
 	$(call STAGE_RUN,dpo)

@@ -53,11 +53,13 @@ def accelerate_command() -> list[str] | None:
 
 
 SECRET_OPTIONS = ("--hub_token",)
+RECORDED_COMMAND = "RLHF_RECIPES_COMMAND"  # set by `make all`, which runs a stage in its own process: its command
 
 
 def command_line() -> str:
     """The command that started this run, runnable in a shell, with secrets blanked: what its outputs record."""
-    argv = accelerate_command() or ["python", *sys.argv]
+    recorded = os.environ.get(RECORDED_COMMAND)
+    argv = shlex.split(recorded) if recorded else accelerate_command() or ["python", *sys.argv]
     shown = []
     for arg in argv:
         option, _, value = arg.partition("=")
