@@ -4,6 +4,9 @@ Each rank runs the command of the sbatch script in docs/hardware.md ("Several ma
 its variables set for two machines of one process each on 127.0.0.1, each on its own half of the cores.
 The two must train as one job: one epoch takes half the steps of one process (each machine read its own
 half of the data), and every rank ends with the weights saved.
+
+And `make gpu-check`, the hardware this suite cannot run on: its steps are stage commands within its
+budget, and without a GPU it stops at once, in one line.
 """
 
 import os
@@ -16,9 +19,11 @@ from pathlib import Path
 from string import Template
 
 import pytest
+import torch
 from transformers import AutoModelForCausalLM
 
 from conftest import ROOT, free_port, ppo_args, sft_args
+from rlhf_recipes.bench import gpu_check
 from rlhf_recipes.stages.command import MAIN_PROCESS_TIMEOUT_S, Machines, command_of
 from rlhf_recipes.training.config import RecipeError
 from test_cli_errors import assert_one_line_error
@@ -150,3 +155,44 @@ def test_machine_options_given_by_halves_are_refused(options, needle, monkeypatc
     monkeypatch.chdir(ROOT)
     with pytest.raises(RecipeError, match=needle):
         command_of(["sft", "--hw", "multi_node", *options])
+
+
+def test_gpu_check_steps_are_stage_commands_within_the_budget(tmp_path, monkeypatch):
+    monkeypatch.chdir(ROOT)
+    out = tmp_path / "gpu-check"
+    planned = {step.name: (step, gpu_check.command(step, out)) for step in gpu_check.steps(out)}
+    assert sum(step.timeout_s for step, _ in planned.values()) <= gpu_check.BUDGET_S - 30 <= 8 * 60 - 30  # to start
+    for name, (step, argv) in planned.items():
+        assert all(list(planned).index(need) < list(planned).index(name) for need in step.needs)
+        assert gpu_check.last_value(argv, "--output_dir").startswith(str(out))  # nothing of `make all`'s is touched
+        if step.stage not in ("data", "tokenizer"):
+            assert gpu_check.last_value(argv, "--bf16") == "true"
+            assert gpu_check.last_value(argv, "--config_file") == f"accelerate_configs/{step.hw}.yaml"
+    assert planned["sft"][0].hw == planned["ppo"][0].hw == "single_gpu"
+    assert gpu_check.last_value(planned["sft_qlora"][1], "--load_in_4bit") == "true"
+    assert gpu_check.last_value(planned["sft_zero2"][1], "--num_processes") == "1"
+
+
+def test_gpu_check_figures_are_read_from_metrics():
+    metrics = {"train_loss": 1.5, "wall_time_s": 9.0, "value_loss": {"first": 2.0, "last": 0.5}, "ranks": {}}
+    assert gpu_check.figures(metrics) == {"stage_wall_s": 9.0, "loss": 1.5, "value_loss": 0.5}
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="with a GPU, make gpu-check runs for minutes")
+def test_make_gpu_check_without_a_gpu_says_so_and_exits_cleanly(tmp_path):
+    out = tmp_path / "gpu-check"
+    venv = f"VENV={sys.prefix}"  # the interpreter running the tests; installing is not what is tested (-o install)
+    start = time.monotonic()
+    result = subprocess.run(
+        ["make", "-o", "install", "gpu-check", venv, f"ARGS=--output_dir {out}"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert (
+        result.stdout.splitlines()[-1]
+        == "gpu-check: no CUDA GPU here (torch.cuda.is_available() is False); nothing to run"
+    )
+    assert time.monotonic() - start < 30 and not out.exists()
