@@ -12,11 +12,14 @@ budget, and without a GPU it stops at once, in one line.
 import os
 import re
 import shlex
+import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from string import Template
+from typing import IO
 
 import pytest
 import torch
@@ -60,31 +63,52 @@ def cores_of(rank: int) -> set[int]:
     return set(cores[rank::MACHINES]) or set(cores)
 
 
-def start_machine(hw: str, stage: str, machines: Machines, *args: str) -> subprocess.Popen:
+def start_machine(hw: str, stage: str, machines: Machines, *args: str) -> tuple[subprocess.Popen, IO[str]]:
+    """Machine `machines.rank`'s process, in a session of its own, its output in a file: a full pipe would stop
+    it mid-run, and the other machine with it."""
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
     env.pop("OMP_NUM_THREADS", None)  # each rank takes its machine's cores (training/launch.py)
-    return subprocess.Popen(
+    output = tempfile.TemporaryFile("w+")
+    process = subprocess.Popen(
         machine_command(hw, stage, machines, *args),
         cwd=ROOT,
         env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
+        stdout=output,
+        stderr=subprocess.STDOUT,
         text=True,
+        start_new_session=True,
         preexec_fn=lambda: os.sched_setaffinity(0, cores_of(machines.rank)),
     )
+    return process, output
+
+
+def output_of(output: IO[str]) -> str:
+    output.seek(0)
+    return output.read()
+
+
+def wait_together(processes: list[subprocess.Popen], timeout_s: float = 600) -> None:
+    """Wait for every machine; the first to fail, or the timeout, stops the others: they would wait for it."""
+    deadline = time.monotonic() + timeout_s
+    while any(p.poll() is None for p in processes):
+        if time.monotonic() > deadline or any(p.poll() not in (None, 0) for p in processes):
+            for process in (p for p in processes if p.poll() is None):
+                os.killpg(process.pid, signal.SIGKILL)
+        time.sleep(0.5)
 
 
 def on_two_machines(hw: str, stage: str, *args: str) -> subprocess.CompletedProcess:
-    """Machine rank 1 first (it waits for rank 0's port), then rank 0; rank 0's result, rank 1's output kept."""
+    """Machine rank 1 started first (it waits for rank 0's port), then rank 0; rank 0's result, with the end of
+    rank 1's output before rank 0's own."""
     port = free_port()
-    started = [start_machine(hw, stage, Machines(MACHINES, rank, MAIN_IP, port), *args) for rank in (1, 0)]
-    results = []
-    for process in started:
-        stdout, stderr = process.communicate(timeout=600)
-        results.append(subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr))
-    second, main = results
-    assert second.returncode == 0, second.stderr[-3000:]
-    return main
+    (second, second_output), (main, main_output) = (
+        start_machine(hw, stage, Machines(MACHINES, rank, MAIN_IP, port), *args) for rank in (1, 0)
+    )
+    wait_together([second, main])
+    shown = f"machine rank 1 ({second.returncode}):\n{output_of(second_output)[-2000:]}\n"
+    shown += f"machine rank 0 ({main.returncode}):\n{output_of(main_output)}"
+    assert second.returncode == 0, shown[-4000:]
+    return subprocess.CompletedProcess(main.args, main.returncode, "", shown)
 
 
 @pytest.mark.slow
