@@ -113,7 +113,7 @@ headtohead: install ## PPO, DPO, RLOO, GRPO, best-of-n from each seed's SFT and 
 chat: install ## After `make all`: talk to a stage in the terminal, STAGE=ppo (any stage, or a model folder)
 	$(BIN)/python recipes/chat.py --config $(call TALK,chat) --stage $(STAGE) $(ARGS)
 
-serve: install ## After `make all`: one prompt, every stage side by side in the browser -> http://127.0.0.1:PORT (8000)
+serve: install ## After `make all`: every stage side by side in the browser, and OpenAI's API under /v1 -> http://127.0.0.1:PORT (8000)
 	$(BIN)/python recipes/serve.py --config $(call TALK,serve) --port $(or $(PORT),8000) $(ARGS)
 
 dashboard: install ## Every stage's training curves in TensorBoard -> http://127.0.0.1:PORT (6006)

@@ -4,6 +4,7 @@
 
 One prompt goes to every stage present in outputs_dir (base, SFT, best-of-n, PPO, and DPO/RLOO/GRPO after
 `make methods`); the answers stream into columns side by side, each with its reward-model and gold score.
+Under http://127.0.0.1:8000/v1 the same stages answer OpenAI's Chat Completions API, for any OpenAI client.
 FastAPI on uvicorn: typed request checking and streaming responses from a well-kept library, and a bad
 request gets a 4xx with a message. It listens on loopback only, unless `host` says otherwise.
 """

@@ -4,6 +4,8 @@ import os
 import socket
 import subprocess
 import sys
+import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -389,6 +391,39 @@ def rloo_model(world_dir, sft_model, reward_model, tmp_path_factory) -> tuple[Pa
 @pytest.fixture(scope="session")
 def grpo_model(world_dir, sft_model, reward_model, tmp_path_factory) -> tuple[Path, dict]:
     return online_model("grpo", world_dir, sft_model, reward_model, tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
+def outputs(world_dir, pretrained, sft_model, reward_model, tmp_path_factory) -> Path:
+    """An outputs folder as `make all` leaves it, with the stages the test session trained (no PPO)."""
+    out = tmp_path_factory.mktemp("talk") / "outputs"
+    out.mkdir()
+    for name, (path, _) in {"pretrain": pretrained, "sft": sft_model, "reward": reward_model}.items():
+        (out / name).symlink_to(path)
+    return out
+
+
+@pytest.fixture(scope="session")
+def server(outputs):
+    """`make serve` on `outputs`, on a free loopback port; its URL once the page answers. The page's tests and
+    the OpenAI API's share it."""
+    port = free_port()
+    command = [sys.executable, "recipes/serve.py", "--config", str(TINY / "serve.yaml")]
+    command += ["--outputs_dir", str(outputs), "--port", str(port), "--max_prompt_chars", "300"]
+    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 180
+    while time.time() < deadline and process.poll() is None:
+        try:
+            urllib.request.urlopen(url + "/api/stages", timeout=60).close()
+            break
+        except OSError:
+            time.sleep(0.5)
+    if process.poll() is not None:
+        pytest.fail("the server died at start:\n" + process.stdout.read())
+    yield url
+    process.terminate()
+    process.wait(timeout=30)
 
 
 # The longest files start first, so that under `make test`'s workers none is left running alone at the end.

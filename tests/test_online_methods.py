@@ -41,9 +41,10 @@ def test_trains_and_saves_a_policy_plain_transformers_loads(online_run):
     assert metrics["updates"] == 2 and metrics["completions"] == 16  # 2 steps x 8 answers
     assert metrics["kl"]["first"] == pytest.approx(0.0, abs=1e-4)  # the first answers are the reference's own
     assert {"reward_model_score", "missing_eos_penalty", "completion_length"} <= set(metrics)
-    assert -1.0 <= metrics["missing_eos_penalty"]["last"] <= 0.0
     assert {"gold_score", "eos_share"} <= set(metrics[method])
     saved = json.loads((out / "metrics.json").read_text())
+    penalty = saved["config"]["missing_eos_penalty"]  # the YAML's, paid by the share of unfinished answers
+    assert penalty > 0 and -penalty <= metrics["missing_eos_penalty"]["last"] <= 0.0
     assert saved["config"]["beta"] == 0.2 and "log_history" in saved
     held = [json.loads(line) for line in (out / "heldout_prompts.jsonl").read_text().splitlines()]
     assert len(held) == 4 and held[0]["prompt"][0]["role"] == "user"

@@ -127,6 +127,11 @@ def test_report_writes_markdown_json_and_figures(world_dir, outputs, tmp_path):
     assert list(counted) == ["unigram", "bigram", "trigram", "pretrained"]
     assert counted["pretrained"]["perplexity"] == saved["base_perplexity"]
     assert "## Before the network: counting words" in markdown
+    ppo_updates = [
+        e for e in json.loads((outputs / "ppo" / "metrics.json").read_text())["log_history"] if "objective/kl" in e
+    ]
+    assert saved["stability"]["ppo"]["updates"] == len(ppo_updates) > 0  # the RL stage's updates, summed up
+    assert set(saved["stability"]) <= {"ppo", "rloo", "grpo"} and "## Stability along training" in markdown
     for figure in ("stage_scores.png", "training_curves.png", "gold_vs_proxy.png", "overoptimization.png"):
         assert (out / figure).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and f"]({figure})" in markdown
 

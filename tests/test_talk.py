@@ -4,17 +4,15 @@ import json
 import os
 import shutil
 import socket
-import subprocess
 import sys
 import threading
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, TINY, free_port, run_cli, script
+from conftest import ROOT, TINY, run_cli, script
 from rlhf_recipes.world.labeler import GoldLabeler
 from rlhf_recipes.world.world import World
 
@@ -25,16 +23,6 @@ BROWSER_FLAGS = (
     "--headless=new --no-sandbox --disable-gpu --disable-quic --no-first-run --disable-background-networking "
     "--disable-component-update --disable-sync --window-size=1400,820"
 ).split()
-
-
-@pytest.fixture(scope="module")
-def outputs(world_dir, pretrained, sft_model, reward_model, tmp_path_factory) -> Path:
-    """An outputs folder as `make all` leaves it, with the stages the test session trained (no PPO)."""
-    out = tmp_path_factory.mktemp("talk") / "outputs"
-    out.mkdir()
-    for name, (path, _) in {"pretrain": pretrained, "sft": sft_model, "reward": reward_model}.items():
-        (out / name).symlink_to(path)
-    return out
 
 
 @pytest.fixture(scope="module")
@@ -61,28 +49,6 @@ def post(url: str, body: bytes) -> tuple[int, list[dict]]:
 
 def ask(url: str, **body) -> tuple[int, list[dict]]:
     return post(url + "/api/answer", json.dumps(body).encode())
-
-
-@pytest.fixture(scope="module")
-def server(outputs):
-    """`make serve` on the test outputs, on a free loopback port; its URL once the page answers."""
-    port = free_port()
-    command = [sys.executable, "recipes/serve.py", "--config", str(TINY / "serve.yaml")]
-    command += ["--outputs_dir", str(outputs), "--port", str(port), "--max_prompt_chars", "300"]
-    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 180
-    while time.time() < deadline and process.poll() is None:
-        try:
-            get(url + "/api/stages")
-            break
-        except OSError:
-            time.sleep(0.5)
-    if process.poll() is not None:
-        pytest.fail("the server died at start:\n" + process.stdout.read())
-    yield url
-    process.terminate()
-    process.wait(timeout=30)
 
 
 def test_serve_lists_the_stages_present(server, world):

@@ -221,6 +221,27 @@ def counting_markdown(counted: dict) -> list[str]:
     ]
 
 
+def stability_markdown(runs: dict[str, dict]) -> list[str]:
+    """Each RL stage's updates at a glance (training.stability.summarize): KL and entropy peaks per answer,
+    the updates over the KL alarm, and the first warning lines the run printed."""
+    if not runs:
+        return []
+    lines = [
+        "",
+        "## Stability along training",
+        "",
+        "| stage | updates | max KL /answer | updates with KL > 2 | max entropy /answer | clip fraction "
+        "| answer length | explained variance (last 8) | warnings |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    keys = ("kl_max", "kl_over_alarm", "entropy_max", "clip_fraction_mean", "answer_length_mean")
+    for name, s in runs.items():
+        cells = " | ".join(_fmt(s.get(key)) for key in (*keys, "explained_variance_last8"))
+        first = "; ".join(s.get("first_warnings", []))
+        lines.append(f"| {name} | {s['updates']} | {cells} | {s['warnings']}{': ' + first if first else ''} |")
+    return lines
+
+
 def write_markdown(report: dict, figures: list[str]) -> str:
     rows = report["policies"]
     reference = rows[report["reference"]]["label"]
@@ -251,6 +272,7 @@ def write_markdown(report: dict, figures: list[str]) -> str:
         lines += ["", *counting_markdown(report["counting"])]
     if report.get("overoptimization"):
         lines += ["", *overoptimization.markdown(report["overoptimization"], OVEROPT_FIGURE)]
+    lines += stability_markdown(report.get("stability") or {})
     lines += ["", "## Wall time per stage", "", "| stage | seconds |", "|---|---|"]
     lines += [f"| {k} | {_fmt(v)} |" for k, v in report["wall_time_s"].items()]
     lines += ["", "## The same prompts, every policy", ""]

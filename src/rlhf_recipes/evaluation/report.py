@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from statistics import mean
 
+from ..training import stability
 from ..training.chat import last_user_message
 from ..training.config import RecipeError
 from ..training.generation import Completion
@@ -254,6 +255,11 @@ def build_report(args: ReportArguments) -> tuple[dict, dict]:
     report["rm_gold_agreement"] = reward_heldout.get("gold_agreement")
     report["rm_label_noise_ceiling"] = reward_heldout.get("label_noise_ceiling")
     report["wall_time_s"] = {name: metrics.get("wall_time_s") for name, metrics in trained.items()}
+    report["stability"] = {
+        name: summary
+        for name, metrics in trained.items()
+        if (summary := stability.summarize(metrics.get("log_history", [])))
+    }
     report["eval_prompts"] = {"dataset": args.eval_prompts or f"{args.rl_stage}/{HELDOUT_PROMPTS}", "rows": len(rows)}
     report["samples"] = side_by_side(args, questions, kinds, answers, scores)
     if world and args.overopt_prompts > 0 and reference.prompt == "chat":

@@ -4,7 +4,8 @@ FastAPI (on uvicorn) checks each request against a typed model and streams the a
 HTTP by hand. `POST /api/answer` streams one stage's answer as JSON lines: `{"token": ...}` as it is
 generated, then `{"done": true, "answer", "ended", "num_tokens", "seconds", "reward", "gold", "kind"}`.
 The page asks every stage at once; each model answers one request at a time (its lock is its queue), so
-many users are served in turn and a slow model does not hold up the others.
+many users are served in turn and a slow model does not hold up the others. Under /v1 the same stages answer
+OpenAI's Chat Completions API (openai_api.py), in the same queues.
 """
 
 from __future__ import annotations
@@ -23,9 +24,18 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException
 
 from ..training.config import RecipeError
-from .stages import Answer, Sampling, Scorer, TalkArguments, load_speakers, present, read_stages
-
-MAX_NEW_TOKENS = 512  # the most a request may ask for, whatever the model's context
+from .openai_api import openai_app
+from .stages import (
+    MAX_NEW_TOKENS,
+    Answer,
+    Sampling,
+    Scorer,
+    TalkArguments,
+    load_speakers,
+    pieces,
+    present,
+    read_stages,
+)
 
 
 @dataclass
@@ -72,6 +82,7 @@ def create_app(args: TalkArguments, max_prompt_chars: int) -> FastAPI:
     defaults = Sampling.of(args)
     page = files("rlhf_recipes.serving").joinpath("page.html").read_text()
     app = FastAPI(title="rlhf-recipes: every stage side by side", docs_url=None, redoc_url=None)
+    app.mount("/v1", openai_app(speakers, scorer, defaults))
 
     @app.exception_handler(RequestValidationError)
     async def bad_request(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -79,6 +90,8 @@ def create_app(args: TalkArguments, max_prompt_chars: int) -> FastAPI:
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
+        if exc.status_code == 404:  # most likely an OpenAI client whose base_url lacks /v1
+            return error(404, f"no page {request.url.path}; the page is /, the OpenAI-compatible API is under /v1/")
         return error(exc.status_code, str(exc.detail))
 
     @app.get("/", response_class=HTMLResponse)
@@ -124,15 +137,11 @@ def create_app(args: TalkArguments, max_prompt_chars: int) -> FastAPI:
         def lines():
             """JSON lines: tokens as they come, then the answer and its scores (or an error)."""
             try:
-                if speaker.row.best_of > 1:
-                    done = scorer.best(messages, speaker.sample(messages, sampling, speaker.row.best_of))
-                    yield json.dumps({"token": done.text}) + "\n"
-                else:
-                    for piece in speaker.stream(messages, sampling):
-                        if isinstance(piece, Answer):
-                            done = piece
-                        else:
-                            yield json.dumps({"token": piece}) + "\n"
+                for piece in pieces(speaker, scorer, messages, sampling):
+                    if isinstance(piece, Answer):
+                        done = piece
+                    else:
+                        yield json.dumps({"token": piece}) + "\n"
                 scores = scorer.score(messages, done)
                 yield (
                     json.dumps(

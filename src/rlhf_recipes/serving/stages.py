@@ -12,7 +12,7 @@ import copy
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -25,6 +25,7 @@ from ..training.world_inputs import AUTO, WORLD_FILE, load_world, world_of
 from ..world.world import World, readings
 
 PROMPTING = ("text", "chat")  # few-shot examples make no conversation
+MAX_NEW_TOKENS = 512  # the most a request to `make serve` may ask for, whatever the model's context
 
 
 @dataclass
@@ -66,15 +67,18 @@ class Sampling:
     top_p: float
     top_k: int
     max_new_tokens: int
+    stop: tuple[str, ...] = ()  # generation halts once the text holds one of these (the API's `stop`)
 
     @classmethod
     def of(cls, args: TalkArguments) -> Sampling:
-        return cls(**{f.name: getattr(args, f.name) for f in fields(cls)})
+        return cls(args.temperature, args.top_p, args.top_k, args.max_new_tokens)
 
-    def generate_kwargs(self) -> dict:
+    def generate_kwargs(self, tokenizer) -> dict:
+        """`generate`'s sampling settings; stop strings need the tokenizer to be found across token boundaries."""
+        stop = {"stop_strings": list(self.stop), "tokenizer": tokenizer} if self.stop else {}
         if self.temperature <= 0:
-            return {"do_sample": False}
-        return {"do_sample": True, "temperature": self.temperature, "top_p": self.top_p, "top_k": self.top_k}
+            return {"do_sample": False, **stop}
+        return {"do_sample": True, "temperature": self.temperature, "top_p": self.top_p, "top_k": self.top_k, **stop}
 
 
 def read_stages(args: TalkArguments) -> list[Policy]:
@@ -127,7 +131,7 @@ class Speaker:
         if self.context and ids.shape[1] >= self.context:
             raise RecipeError(
                 f"the conversation is {ids.shape[1]} tokens, the {self.label} model's context is {self.context}; "
-                "start a new one (/reset) or shorten the prompt"
+                "shorten it or start a new one"
             )
         return ids
 
@@ -143,43 +147,44 @@ class Speaker:
         )
 
     def stream(self, messages: list[dict], sampling: Sampling) -> Iterator[str | Answer]:
-        """Text pieces as they are generated, then the whole Answer (stripped, cut at EOS)."""
+        """Text pieces as they are generated, then the whole Answer (stripped, cut at EOS).
+
+        The generation runs in a thread that holds the model's lock from start to end, so a reader that leaves
+        mid-answer (a closed browser tab, a dropped client) cannot keep the model from the next request.
+        """
         from transformers import TextIteratorStreamer
 
         ids = self.prompt_ids(messages)
-        with self.lock:
-            start = time.time()
-            streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True, timeout=600)
-            result: dict = {}
+        streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
+        result: dict = {}
 
-            def run() -> None:
-                try:
-                    with torch.no_grad():
-                        out = self.model.generate(
-                            ids,
-                            attention_mask=torch.ones_like(ids),
-                            max_new_tokens=self._room(ids, sampling),
-                            pad_token_id=self.tokenizer.pad_token_id,
-                            eos_token_id=self.tokenizer.eos_token_id,
-                            streamer=streamer,
-                            **sampling.generate_kwargs(),
-                        )
-                    result["ids"] = out[0, ids.shape[1] :].tolist()
-                except Exception as e:  # noqa: BLE001 - handed to the caller's thread below
-                    result["error"] = e
-                    streamer.end()
-
-            worker = threading.Thread(target=run, daemon=True)
-            worker.start()
+        def run() -> None:
             try:
-                for piece in streamer:
-                    if piece:
-                        yield piece
-            finally:
-                worker.join()
-            if "error" in result:
-                raise result["error"]
-            yield self._finish(result["ids"], start)
+                with self.lock, torch.no_grad():
+                    result["start"] = time.time()
+                    out = self.model.generate(
+                        ids,
+                        attention_mask=torch.ones_like(ids),
+                        max_new_tokens=self._room(ids, sampling),
+                        pad_token_id=self.tokenizer.pad_token_id,
+                        eos_token_id=self.tokenizer.eos_token_id,
+                        streamer=streamer,
+                        **sampling.generate_kwargs(self.tokenizer),
+                    )
+                result["ids"] = out[0, ids.shape[1] :].tolist()
+            except Exception as e:  # noqa: BLE001 - handed to the caller's thread below
+                result["error"] = e
+                streamer.end()
+
+        worker = threading.Thread(target=run, daemon=True)
+        worker.start()
+        for piece in streamer:
+            if piece:
+                yield piece
+        worker.join()  # not when the reader left: closing this generator must not wait for the generation
+        if "error" in result:
+            raise result["error"]
+        yield self._finish(result["ids"], result["start"])
 
     def sample(self, messages: list[dict], sampling: Sampling, count: int) -> list[Answer]:
         """`count` answers at once (best-of-n), not streamed."""
@@ -192,9 +197,20 @@ class Speaker:
                 max_new_tokens=self._room(ids, sampling),
                 pad_token_id=self.tokenizer.pad_token_id,
                 eos_token_id=self.tokenizer.eos_token_id,
-                **sampling.generate_kwargs(),
+                **sampling.generate_kwargs(self.tokenizer),
             )
         return [self._finish(row[ids.shape[1] :].tolist(), start) for row in out]
+
+
+def pieces(speaker: Speaker, scorer: Scorer, messages: list[dict], sampling: Sampling) -> Iterator[str | Answer]:
+    """One answer as `Speaker.stream` gives it: text pieces, then the Answer. A best-of-n stage samples its
+    candidates at once and gives the one the reward model prefers as a single piece."""
+    if speaker.row.best_of > 1:
+        done = scorer.best(messages, speaker.sample(messages, sampling, speaker.row.best_of))
+        yield done.text
+        yield done
+    else:
+        yield from speaker.stream(messages, sampling)
 
 
 def load_speakers(args: TalkArguments, rows: list[Policy]) -> dict[str, Speaker]:
