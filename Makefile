@@ -47,7 +47,7 @@ UV_PIP = $(BIN)/uv pip install --python $(BIN)/python --index-strategy unsafe-be
 STAGE_CMD = $(BIN)/python -m rlhf_recipes.stages.command $(1) --model $(MODEL) --hw $(HW) $(if $(PROCS),--procs $(PROCS))
 STAGE_RUN = $(STAGE_CMD) -- $(ARGS)
 
-.PHONY: help install data tokenizer pretrain sft compare reward ppo report all dpo rloo grpo methods sweep headtohead chat serve dashboard bench ppo-parity upgrade-check test test-fast lint format clean
+.PHONY: help install data tokenizer pretrain sft compare reward ppo report all dpo rloo grpo methods sweep headtohead chat serve dashboard bench gpu-check ppo-parity upgrade-check test test-fast lint format clean
 
 help: ## List the targets
 	@echo "Usage: make <target> [MODEL=$(MODEL)] [HW=$(HW)] [PROCS=N] [ARGS='--key value ...']"
@@ -127,6 +127,9 @@ dashboard: install ## Every stage's training curves in TensorBoard -> http://127
 
 bench: install ## After `make all`: every stage vs a plain PyTorch loop, PPO's update by phase -> outputs/bench
 	$(call STAGE_RUN,bench)
+
+gpu-check: install ## On a CUDA GPU, in 8 min at most: bf16 SFT and PPO, QLoRA, ZeRO-2, the bench -> outputs/gpu-check
+	$(BIN)/python recipes/gpu_check.py $(ARGS)
 
 test: install ## Run the whole test suite (tiny real runs, offline), one worker per core
 	$(BIN)/python -m pytest -n auto --dist loadfile

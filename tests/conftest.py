@@ -433,6 +433,7 @@ LONGEST_FIRST = [
     "test_own_data_pipeline.py",
     "test_bad_input.py",
     "test_distributed.py",
+    "test_multinode.py",
     "test_resume.py",
     "test_real_recipes.py",
     "test_peft.py",

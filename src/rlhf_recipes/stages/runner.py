@@ -24,7 +24,7 @@ from trl import TrlParser
 from ..evaluation.judging import EvalArguments, evaluate_model, load_judging
 from ..training.config import RecipeError, declared, parse
 from ..training.cores import ShareCores, sharing_cores
-from ..training.launch import apply_launch, rank_summary
+from ..training.launch import apply_launch, peak_gpu_memory, rank_summary
 from ..training.outputs import (
     CAUSAL_LM,
     Stopwatch,
@@ -98,6 +98,7 @@ class Stage:
         if PartialState().is_main_process:
             metrics.update(self.evaluate(out))
         metrics["wall_time_s"] = clock.seconds
+        metrics.update(peak_gpu_memory())
         write_json(out / "metrics.json", {**metrics, "log_history": trainer.state.log_history})
         write_model_card(
             out,

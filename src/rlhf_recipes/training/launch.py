@@ -114,3 +114,10 @@ def rank_summary(model) -> dict:
         "processes": PartialState().num_processes,
         "weights_checksum_by_rank": gather_object([weights_checksum(model)]),
     }
+
+
+def peak_gpu_memory() -> dict:
+    """This process's peak GPU memory held by tensors, for metrics.json (`make gpu-check` reads it); none on CPU."""
+    if not torch.cuda.is_available():
+        return {}
+    return {"peak_gpu_memory_mib": round(torch.cuda.max_memory_allocated() / 2**20)}
