@@ -38,6 +38,12 @@ class BenchArguments:
     steps_per_round: int = field(default=8, metadata={"help": "Optimizer steps per round and side."})
     updates_per_round: int = field(default=3, metadata={"help": "PPO, RLOO, GRPO updates per round and side."})
     bf16: bool = field(default=False, metadata={"help": "Train in bf16 autocast (recipes and plain loops alike)."})
+    data_root: str | None = field(
+        default=None, metadata={"help": "Read the stages' data under this root, not the recipe's (make gpu-check)."}
+    )
+    outputs_root: str | None = field(
+        default=None, metadata={"help": "Read the stages' models under this root, not the recipe's (make gpu-check)."}
+    )
     output_dir: str = field(default="outputs/bench", metadata={"help": "Where bench.json, bench.md, bench.png go."})
     stage: str | None = field(default=None, metadata={"help": "Internal: time this one stage in this process."})
 

@@ -13,12 +13,13 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the tests never reach a hub
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-if os.environ.get("PYTEST_XDIST_WORKER"):  # `make test` runs workers side by side: each takes its share of the cores
-    _share = max(1, len(os.sched_getaffinity(0)) // int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")))
-    os.environ["OMP_NUM_THREADS"] = str(_share)  # the commands the tests start
-    import torch
+# `make test` runs workers side by side: each takes its share of the cores, fixed (RLHF_RECIPES_THREADS), so a
+# run and its resumed twin compute on as many threads whatever else runs (training/cores.py)
+_share = max(1, len(os.sched_getaffinity(0)) // int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")))
+os.environ["OMP_NUM_THREADS"] = os.environ["RLHF_RECIPES_THREADS"] = str(_share)  # the commands the tests start
+import torch  # noqa: E402
 
-    torch.set_num_threads(_share)
+torch.set_num_threads(_share)
 
 from rlhf_recipes.stages.command import stage_command  # noqa: E402
 from rlhf_recipes.stages.runner import stage_of  # noqa: E402
@@ -432,6 +433,7 @@ LONGEST_FIRST = [
     "test_own_data_pipeline.py",
     "test_bad_input.py",
     "test_distributed.py",
+    "test_multinode.py",
     "test_resume.py",
     "test_real_recipes.py",
     "test_peft.py",

@@ -13,7 +13,6 @@ from conftest import stage as stage_class
 from rlhf_recipes.bench.plain import PlainLoop, causal_lm_loss
 from rlhf_recipes.bench.report import write_bench
 from rlhf_recipes.bench.timing import Round, interleave
-from rlhf_recipes.training.launch import threads_per_rank
 
 pytestmark = pytest.mark.slow  # trains tiny models for real: `make test`, not `make test-fast`
 
@@ -78,17 +77,6 @@ def test_rounds_interleave_after_a_warm_up():
     sides = {name: (lambda name=name: calls.append(name) or Round(1.0, 1)) for name in ("a", "b")}
     timed = interleave(sides, rounds=2)
     assert calls == ["a", "b", "a", "b", "a", "b"] and [len(v) for v in timed.values()] == [2, 2]
-
-
-def test_cpu_ranks_share_the_cores(monkeypatch):
-    import os
-
-    cores = len(os.sched_getaffinity(0))
-    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
-    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # what the launcher sets when the user did not
-    assert threads_per_rank() == max(1, cores // 2)
-    monkeypatch.setenv("OMP_NUM_THREADS", "3")  # the user's own choice
-    assert threads_per_rank() == 3
 
 
 def test_ppo_samples_with_the_cache_under_activation_checkpointing(world_dir, sft_model, reward_model, tmp_path):

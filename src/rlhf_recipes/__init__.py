@@ -9,7 +9,7 @@
                  n-grams counted before the network, the report, the sweep's figures, over-optimisation
     stages/      the one stage runner every training script uses, the online RL shared by PPO, RLOO and
                  GRPO, the one function that builds a stage's command
-    bench/       `make bench`              serving/   `make chat`, `make serve`
+    bench/       `make bench`, `make gpu-check`      serving/   `make chat`, `make serve`
 
 A module imports its own layer and those listed before it, never one listed after it, and nothing
 imports a script (tests/test_layers.py reads every import and holds both rules). Generic layers reach the

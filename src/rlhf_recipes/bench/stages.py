@@ -23,6 +23,7 @@ from ..stages.command import SCRIPTS
 from ..stages.runner import stage_of
 from ..training.config import RecipeError
 from ..training.prompts import render
+from ..training.recipes import moved_settings, outputs_root
 from .plain import PlainLoop, causal_lm_loss, dpo_loss, group_baseline_loss, pairwise_reward_loss, real_tokens
 from .report import write_bench
 from .timing import Round, StepClock, interleave, matmul_peak, peak_rss_mib
@@ -40,8 +41,11 @@ def configured(stage: str, argv: list[str]):
 
 
 def recipe_args(bench, stage: str, work: Path, models: dict) -> list[str]:
-    """The stage's YAML as `make <stage>` runs it, minus saving and evaluation, on the bench's models."""
-    argv = ["--config", f"recipes/{bench.model}/{stage}.yaml", "--output_dir", str(work / stage)]
+    """The stage's YAML as `make <stage>` runs it, minus saving and evaluation, on the bench's models (its inputs
+    under other roots if the bench names them)."""
+    roots = {key: getattr(bench, key) for key in ("data_root", "outputs_root") if getattr(bench, key)}
+    argv = ["--config", f"recipes/{bench.model}/{stage}.yaml", *moved_settings(bench.model, stage, roots)]
+    argv += ["--output_dir", str(work / stage)]
     argv += ["--save_strategy", "no", "--report_to", "none", "--bf16", str(bench.bf16).lower()]
     if stage != "ppo":
         steps = bench.updates_per_round if stage in ONLINE else bench.steps_per_round
@@ -65,7 +69,7 @@ def build_shape(bench, work: Path) -> dict:
         return {}
     from transformers import AutoTokenizer, GPT2Config, GPT2ForSequenceClassification, GPT2LMHeadModel
 
-    tokenizer = AutoTokenizer.from_pretrained(f"outputs/{bench.model}/sft")
+    tokenizer = AutoTokenizer.from_pretrained(Path(bench.outputs_root or outputs_root(bench.model)) / "sft")
     config = GPT2Config(
         **SHAPES[bench.shape],
         n_positions=1024,

@@ -14,6 +14,7 @@ from statistics import mean
 from ..training import stability
 from ..training.chat import last_user_message
 from ..training.config import RecipeError
+from ..training.cores import sharing_cores
 from ..training.generation import Completion
 from ..training.loading import load_raw, load_splits
 from ..training.outputs import HELDOUT_PROMPTS, Stopwatch, input_paths, staged_output, write_json
@@ -309,7 +310,10 @@ def side_by_side(args: ReportArguments, questions: list[str], kinds: list, answe
 def run_report(args: ReportArguments, overwrite: bool) -> dict:
     """The report in output_dir: report.json, and the figures and report.md drawn from it."""
     clock = Stopwatch()
-    with staged_output(args.output_dir, stage="report", inputs=input_paths(args), overwrite=overwrite) as out:
+    with (
+        staged_output(args.output_dir, stage="report", inputs=input_paths(args), overwrite=overwrite) as out,
+        sharing_cores(),
+    ):
         report, curves = build_report(args)
         report["wall_time_s"]["report"] = clock.seconds
         figures = write_figures(report, curves, out)

@@ -23,7 +23,8 @@ from trl import TrlParser
 
 from ..evaluation.judging import EvalArguments, evaluate_model, load_judging
 from ..training.config import RecipeError, declared, parse
-from ..training.launch import apply_launch, rank_summary
+from ..training.cores import ShareCores, sharing_cores
+from ..training.launch import apply_launch, peak_gpu_memory, rank_summary
 from ..training.outputs import (
     CAUSAL_LM,
     Stopwatch,
@@ -68,7 +69,10 @@ class Stage:
         """The script's entry point: run the stage into its output_dir and return its metrics."""
         stage, output_args = cls.from_argv(argv)
         configs = [c for c in (stage.args, stage.model_args) if c is not None]
-        with staged_training_output(stage.config, *configs, stage=stage.name, options=output_args) as out:
+        with (
+            staged_training_output(stage.config, *configs, stage=stage.name, options=output_args) as out,
+            sharing_cores(),
+        ):
             metrics = stage.run(out)
         PartialState().print(stage.shown(metrics))
         return metrics
@@ -83,15 +87,18 @@ class Stage:
         trainer = self.trainer()
         trainer.add_callback(CheckpointCompleted())  # a checkpoint counts once the trainer has written all of it
         trainer.add_callback(StabilityWatch())  # RL stages: a warning line when an update's KL or entropy jumps
+        trainer.add_callback(threads := ShareCores())  # jobs side by side split the cores between them
         if getattr(self.args, "snapshot_steps", 0):
             trainer.add_callback(PolicySnapshots(trainer, self.args.snapshot_steps))
         result = trainer.train(resume_from_checkpoint=last_checkpoint(out))
         metrics = {"data": self.data, **world_record(self.world, out), **self.measure(trainer, result)}
         metrics["ranks"] = rank_summary(self.trained_model(trainer))
+        metrics["cpu_threads"] = sorted(threads.threads_used)
         self.save(trainer, out)
         if PartialState().is_main_process:
             metrics.update(self.evaluate(out))
         metrics["wall_time_s"] = clock.seconds
+        metrics.update(peak_gpu_memory())
         write_json(out / "metrics.json", {**metrics, "log_history": trainer.state.log_history})
         write_model_card(
             out,

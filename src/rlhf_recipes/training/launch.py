@@ -18,6 +18,7 @@ from accelerate import PartialState
 from accelerate.utils import gather_object
 
 from .config import RecipeError
+from .cores import share_now
 
 
 def on_cpu_by_launch() -> bool:
@@ -52,11 +53,13 @@ def accelerate_command() -> list[str] | None:
 
 
 SECRET_OPTIONS = ("--hub_token",)
+RECORDED_COMMAND = "RLHF_RECIPES_COMMAND"  # set by `make all`, which runs a stage in its own process: its command
 
 
 def command_line() -> str:
     """The command that started this run, runnable in a shell, with secrets blanked: what its outputs record."""
-    argv = accelerate_command() or ["python", *sys.argv]
+    recorded = os.environ.get(RECORDED_COMMAND)
+    argv = shlex.split(recorded) if recorded else accelerate_command() or ["python", *sys.argv]
     shown = []
     for arg in argv:
         option, _, value = arg.partition("=")
@@ -91,25 +94,10 @@ def apply_launch(parser, argv: Sequence[str] | None) -> list[str]:
         os.environ["ACCELERATE_USE_CPU"] = "true"
         extra += ["--use_cpu", "true"] if "use_cpu" in fields and "--use_cpu" not in argv else []
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        torch.set_num_threads(threads_per_rank())
+        share_now()  # each rank its share of the cores (torchrun gives each 1 thread)
         PartialState(cpu=not deepspeed, backend="gloo")
         extra += ["--ddp_backend", "gloo"] if "ddp_backend" in fields and "--ddp_backend" not in argv else []
     return argv + extra
-
-
-def threads_per_rank() -> int:
-    """Each CPU rank's share of the cores this process may use, so that the ranks together fill them.
-
-    accelerate and torchrun start every rank of a multi-process CPU run with OMP_NUM_THREADS=1 unless it
-    is set: 2 ranks on a 32-core machine would use 2 cores. Several threads per rank on cores that the
-    ranks share would oversubscribe them instead (on a busy machine a step ran ~5x slower). A value above
-    1 that the user set is kept.
-    """
-    asked = int(os.environ.get("OMP_NUM_THREADS", "1") or "1")
-    if asked > 1:
-        return asked
-    ranks_here = int(os.environ.get("LOCAL_WORLD_SIZE", os.environ.get("WORLD_SIZE", "1")))
-    return max(1, len(os.sched_getaffinity(0)) // ranks_here)
 
 
 def weights_checksum(model) -> float | None:
@@ -126,3 +114,10 @@ def rank_summary(model) -> dict:
         "processes": PartialState().num_processes,
         "weights_checksum_by_rank": gather_object([weights_checksum(model)]),
     }
+
+
+def peak_gpu_memory() -> dict:
+    """This process's peak GPU memory held by tensors, for metrics.json (`make gpu-check` reads it); none on CPU."""
+    if not torch.cuda.is_available():
+        return {}
+    return {"peak_gpu_memory_mib": round(torch.cuda.max_memory_allocated() / 2**20)}

@@ -179,6 +179,19 @@ def recipe_config(model: str, stage: str, recipes: Path = RECIPES) -> dict:
     return resolved_config(recipes / model / f"{stage}.yaml")
 
 
+def moved_settings(model: str, stage: str, roots: dict[str, str], recipes: Path = RECIPES) -> list[str]:
+    """`--key path` overrides that move every path of the stage under the folder's roots to the ones in `roots`
+    (`{"data_root": ..., "outputs_root": ...}`): the stage as `make` runs it, on inputs and outputs elsewhere."""
+    moves = {old: roots[key] for key, old in read_recipe(recipes / model).roots().items() if key in roots}
+    settings = recipe_config(model, stage, recipes)
+    return [
+        arg
+        for key, value in settings.items()
+        if isinstance(value, str) and (there := moved(value, moves)) != value
+        for arg in (f"--{key}", there)
+    ]
+
+
 def outputs_root(model: str, recipes: Path = RECIPES) -> str:
     """Where recipe folder `model` writes its stages: its recipe.yaml's outputs_root, else outputs/<model>."""
     return read_recipe(recipes / model).outputs_root or f"outputs/{model}"

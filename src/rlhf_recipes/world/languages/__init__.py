@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cache
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,13 @@ def _value_as_is(attr: str, value: str) -> str:
 
 def _name_as_is(name: str) -> str:
     return name
+
+
+@cache
+def whole_word(phrase: str) -> re.Pattern:
+    """`phrase` as a whole word: the labeler asks about the same few hundred names and values for every answer,
+    more than `re`'s own cache of patterns holds."""
+    return re.compile(r"(?<![\w.])" + re.escape(phrase) + r"(?![\w])")
 
 
 @dataclass(frozen=True)
@@ -86,4 +94,4 @@ class Language:
     def mentions(self, text: str, phrase: str) -> bool:
         if not self.word_boundaries:
             return phrase in text
-        return re.search(r"(?<![\w.])" + re.escape(phrase) + r"(?![\w])", text) is not None
+        return phrase in text and whole_word(phrase).search(text) is not None
