@@ -10,6 +10,7 @@ from conftest import TINY, pretrain_args, run_cli, script, sft_args, world_args
 from rlhf_recipes.evaluation.world_tasks import question_rows, stated_value
 from rlhf_recipes.training.config import RecipeError
 from rlhf_recipes.world.world import World
+from test_cli_errors import assert_one_line_error
 
 LEARNED = ("--max_steps", "600", "--learning_rate", "3e-3", "--logging_steps", "100")
 
@@ -129,9 +130,9 @@ def test_a_missing_stage_is_one_line(stages):
 @pytest.mark.slow
 def test_the_reward_model_is_one_line_and_writes_nothing(stages):
     done = run_cli("recipes/eval.py", *eval_args(stages, "--stage", "reward", out="refused"))
-    assert done.returncode == 2
-    assert done.stderr.strip().splitlines() == [
-        f"error: {stages / 'reward'} holds a GPT2ForSequenceClassification, not a causal language model: lm-eval "
-        "reads causal LMs only; name a policy stage instead"
-    ]
+    assert_one_line_error(
+        done,
+        f"{stages / 'reward'} holds a GPT2ForSequenceClassification, not a causal language model: lm-eval reads "
+        "causal LMs only; name a policy stage instead",
+    )
     assert not (stages / "refused").exists() and not (stages / "refused.partial").exists()
