@@ -209,7 +209,7 @@ def test_make_gpu_check_without_a_gpu_says_so_and_exits_cleanly(tmp_path):
     venv = f"VENV={sys.prefix}"  # the interpreter running the tests; installing is not what is tested (-o install)
     start = time.monotonic()
     result = subprocess.run(
-        ["make", "-o", "install", "gpu-check", venv, f"ARGS=--output_dir {out}"],
+        ["make", "--no-print-directory", "-o", "install", "gpu-check", venv, f"ARGS=--output_dir {out}"],
         cwd=ROOT,
         capture_output=True,
         text=True,
