@@ -16,6 +16,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from ..training.chat import last_user_message, prepare_tokenizer
 from ..training.config import RecipeError
+from ..training.cores import sharing_cores
 from ..training.generation import Completion, complete
 from ..training.loading import load_pretrained, load_splits
 from ..training.outputs import Stopwatch, input_paths, staged_output, write_json
@@ -200,7 +201,10 @@ def run_compare(args: CompareArguments, overwrite: bool) -> dict:
             f"compare ranks answers with the embedded world's gold labeler, and {args.dataset_name} is not a "
             "`make data` dataset: set world_file, or give your own chosen/rejected pairs to `make reward`"
         )
-    with staged_output(args.output_dir, stage="compare", inputs=input_paths(args), overwrite=overwrite) as out:
+    with (
+        staged_output(args.output_dir, stage="compare", inputs=input_paths(args), overwrite=overwrite) as out,
+        sharing_cores(),
+    ):
         splits, metrics = collect(args)
         if PartialState().is_main_process:
             for name, rows in splits.items():

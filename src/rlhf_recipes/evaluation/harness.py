@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..training.config import RecipeError
+from ..training.cores import sharing_cores
 from ..training.loading import load_splits, looks_like_hub_id
 from ..training.outputs import Stopwatch, input_paths, staged_output
 from ..training.world_inputs import WORLD_FILE, follow_world, load_world, world_of
@@ -273,7 +274,10 @@ def run_eval(args: HarnessArguments, overwrite: bool) -> dict:
         raise RecipeError("nothing to evaluate: no world (world_file none) and no tasks; name tasks or a world")
     if args.offline:
         go_offline()
-    with staged_output(args.output_dir, stage="eval", inputs=input_paths(args), overwrite=overwrite) as out:
+    with (
+        staged_output(args.output_dir, stage="eval", inputs=input_paths(args), overwrite=overwrite) as out,
+        sharing_cores(),
+    ):
         write_questions(questions, out / QUESTIONS)
         task_manager = TaskManager(  # lm-eval's own tasks only when named: indexing them all takes seconds
             include_path=args.include_path,

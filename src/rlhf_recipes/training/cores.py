@@ -2,9 +2,10 @@
 
 Two stages side by side on 2 cores, each with a thread per core, oversubscribe them: OpenMP threads spin
 waiting for each other, and pretraining fell from ~7.5 to ~0.5 steps/s with a second stage beside it. So
-every process of this project that computes on the CPU (a stage, each rank of one, the report) signs in to
-one folder per user while it works and takes its share: the cores divided by the processes signed in. It
-looks again every few seconds of training, so a job that starts or ends beside it moves the share.
+every process of this project that computes on the CPU (a stage, each rank of one, the comparisons, the
+report, `make eval`) signs in to one folder per user while it works and takes its share: the cores divided
+by the processes signed in. It looks again every few seconds of training, so a job that starts or ends
+beside it moves the share.
 
 `RLHF_RECIPES_THREADS=n` fixes the count: n cores for the run, split between its ranks on this machine.
 OMP_NUM_THREADS does not: the launchers set it themselves (accelerate to the physical cores, torchrun to 1
