@@ -129,7 +129,7 @@ def test_fsdp_config_becomes_an_fsdp2_plugin():
     [
         (("--hw", "tpu"), "error: HW=tpu has no accelerate config; choose one of cpu, deepspeed_zero2,"),
         (("--model", "llama9"), "error: MODEL=llama9 is not a recipe folder; choose one of gpt2, pythia,"),
-        (("--model", "gpt2"), "error: recipes/gpt2 has no pretrain.yaml; its stages are dpo, grpo, ppo,"),
+        (("--model", "gpt2"), "error: recipes/gpt2 has no pretrain.yaml; its stages are dpo, eval, grpo, ppo,"),
     ],
 )
 def test_an_unknown_model_or_hardware_is_one_line_listing_the_choices(option, message):
