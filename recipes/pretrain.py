@@ -25,6 +25,7 @@ from rlhf_recipes.evaluation.probes import probe
 from rlhf_recipes.stages.runner import Stage
 from rlhf_recipes.training.config import RecipeError, cli
 from rlhf_recipes.training.loading import HeldOutArguments, dataset_help, load_pretrained, load_trained
+from rlhf_recipes.training.optimizers import MuonWithAdamW
 from rlhf_recipes.training.packing import pretraining_splits
 from rlhf_recipes.training.world_inputs import load_world
 
@@ -45,6 +46,13 @@ class PretrainArguments(HeldOutArguments):
     context_length: int = field(default=256, metadata={"help": "Tokens per packed training sequence."})
     dropout: float = field(
         default=0.0, metadata={"help": "Dropout of a from-scratch model; 0 lets a small model memorise facts faster."}
+    )
+    muon_learning_rate: float = field(
+        default=0.0,
+        metadata={
+            "help": "Muon for the blocks' weight matrices at this rate (scaled to match AdamW's update size), "
+            "AdamW at learning_rate for the rest; 0: AdamW for every parameter."
+        },
     )
     world_file: str | None = field(
         default="auto",
@@ -102,7 +110,16 @@ class Pretrain(Stage):
             processing_class=self.tokenizer,
             data_collator=DataCollatorForLanguageModeling(self.tokenizer, mlm=False),
             callbacks=list(callbacks),
+            optimizers=(self.optimizer(), None),
         )
+
+    def optimizer(self):
+        """Muon with AdamW when `muon_learning_rate` is set; else None: the Trainer's own (`optim`)."""
+        config, rate = self.config, self.args.muon_learning_rate
+        if not rate:
+            return None
+        betas = (config.adam_beta1, config.adam_beta2)
+        return MuonWithAdamW(self.model, rate, config.learning_rate, betas, config.adam_epsilon, config.weight_decay)
 
     def measure(self, trainer, result) -> dict:
         eval_loss, config = trainer.evaluate()["eval_loss"], self.config

@@ -3,7 +3,11 @@
 import json
 
 import pytest
-from transformers import AutoModelForCausalLM, AutoTokenizer, pipeline
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback, pipeline
+
+from conftest import pretrain_args, stage
+from rlhf_recipes.training.optimizers import split_for_muon
 
 pytestmark = pytest.mark.slow  # trains tiny models for real: `make test`, not `make test-fast`
 
@@ -28,3 +32,29 @@ def test_saved_model_loads_and_generates_with_plain_transformers(pretrained):
     generator = pipeline("text-generation", model=model, tokenizer=tok)
     text = generator("The population of", max_new_tokens=8, do_sample=False)[0]["generated_text"]
     assert text.startswith("The population of") and len(text) > len("The population of")
+
+
+def test_muon_steps_the_blocks_matrices_and_follows_the_schedule(world_dir, tokenizer_dir, tmp_path):
+    """Muon takes the blocks' 2-D weights only, AdamW the embeddings (tied to the head), biases and norms; the
+    Trainer's warm-up and decay reach both (accelerate reloads the optimizer's state on prepare, which once
+    left Muon at a constant rate)."""
+    args = pretrain_args(world_dir, tokenizer_dir, tmp_path / "pretrain", "--max_steps", "8", "--warmup_steps", "4")
+    pretraining, _ = stage("pretrain").from_argv([*args, "--muon_learning_rate", "0.01", "--learning_rate", "0.002"])
+    pretraining.prepare()
+    matrices, others = split_for_muon(pretraining.model)
+    names = {id(p): n for n, p in pretraining.model.named_parameters()}
+    assert matrices and all(".h." in names[id(p)] and p.ndim == 2 for p in matrices)
+    assert any("wte" in names[id(p)] for p in others) and any("ln_f" in names[id(p)] for p in others)
+    seen = []
+
+    class Rates(TrainerCallback):
+        def on_step_end(self, args, state, control, optimizer=None, lr_scheduler=None, **kw):
+            inner = optimizer.optimizer
+            muon, adamw = inner.muon.param_groups[0]["lr"], inner.adamw.param_groups[0]["lr"]
+            seen.append((muon, adamw, *lr_scheduler.get_last_lr()))
+
+    before = [p.detach().clone() for p in matrices]
+    pretraining.trainer(callbacks=[Rates()]).train()
+    assert [(m, a) for m, a, _, _ in seen] == [(m, a) for _, _, m, a in seen]
+    assert seen[1][0] == pytest.approx(5 * seen[1][1]) and max(m for m, *_ in seen) == pytest.approx(0.01)
+    assert seen[-1][0] < 0.01 and all(not torch.equal(a, b) for a, b in zip(before, matrices))

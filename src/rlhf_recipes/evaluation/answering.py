@@ -98,21 +98,39 @@ class Answerer:
 
 @torch.no_grad()
 def answer_logprobs(
-    path: Path, rows: list[dict], answers: list[Completion], temperature: float, entropy: bool = False
+    path: Path,
+    rows: list[dict],
+    answers: list[Completion],
+    temperature: float,
+    entropy: bool = False,
+    batch_size: int = 64,
 ) -> list[float] | tuple[list[float], list[float]]:
     """Sum over each answer's tokens of log pi(token) under the chat-prompted model at `path`; with
-    `entropy`, also the sum of the entropies of pi at those positions (nats per answer)."""
+    `entropy`, also the sum of the entropies of pi at those positions (nats per answer). Right-padded
+    batches: positions and the causal mask of every real token are those of the answer alone."""
     model, tok = load_causal(path)
     model.eval()
+    pieces = [answer_tokens(tok, row, answer) for row, answer in zip(rows, answers)]
     totals, entropies = [], []
-    for row, answer in zip(rows, answers):
-        prompt = tok.apply_chat_template(row["prompt"], tokenize=False, add_generation_prompt=True)
-        prompt_ids = tok(prompt, add_special_tokens=False).input_ids
-        answer_ids = tok(answer.text, add_special_tokens=False).input_ids + (
-            [tok.eos_token_id] if answer.ended else []
-        )
-        logits = model(torch.tensor([prompt_ids + answer_ids])).logits[0, len(prompt_ids) - 1 : -1]
-        logps = torch.log_softmax(logits / max(temperature, 1e-6), -1)
-        totals.append(logps.gather(1, torch.tensor(answer_ids)[:, None]).sum().item())
-        entropies.append(-(logps.exp() * logps).sum().item())
+    for i in range(0, len(pieces), batch_size):
+        batch = pieces[i : i + batch_size]
+        width = max(len(p) + len(a) for p, a in batch)
+        ids = torch.full((len(batch), width), tok.pad_token_id)
+        mask = torch.zeros_like(ids)
+        for row, (prompt_ids, answer_ids) in enumerate(batch):
+            ids[row, : len(prompt_ids) + len(answer_ids)] = torch.tensor(prompt_ids + answer_ids)
+            mask[row, : len(prompt_ids) + len(answer_ids)] = 1
+        logits = model(input_ids=ids, attention_mask=mask).logits
+        for row, (prompt_ids, answer_ids) in enumerate(batch):
+            at = slice(len(prompt_ids) - 1, len(prompt_ids) + len(answer_ids) - 1)
+            logps = torch.log_softmax(logits[row, at] / max(temperature, 1e-6), -1)
+            totals.append(logps.gather(1, torch.tensor(answer_ids)[:, None]).sum().item())
+            entropies.append(-(logps.exp() * logps).sum().item())
     return (totals, entropies) if entropy else totals
+
+
+def answer_tokens(tok, row: dict, answer: Completion) -> tuple[list[int], list[int]]:
+    """The chat-templated prompt's tokens and the answer's (with its EOS when it ended)."""
+    prompt = tok.apply_chat_template(row["prompt"], tokenize=False, add_generation_prompt=True)
+    answer_ids = tok(answer.text, add_special_tokens=False).input_ids + ([tok.eos_token_id] if answer.ended else [])
+    return tok(prompt, add_special_tokens=False).input_ids, answer_ids

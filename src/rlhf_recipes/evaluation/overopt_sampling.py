@@ -37,7 +37,7 @@ class OverOptimization:
         prompts = [tok.apply_chat_template(r["prompt"], tokenize=False, add_generation_prompt=True) for r in rows]
         torch.manual_seed(self.args.seed)
         temperature = self.args.eval_temperature
-        done = complete(model, tok, prompts, self.args.eval_max_new_tokens, temperature > 0, temperature, 128)
+        done = complete(model, tok, prompts, self.args.eval_max_new_tokens, temperature > 0, temperature, 512)
         return rows, done
 
     def scores(self, rows: list[dict], done: list[Completion]) -> tuple[list[float], list[float]]:

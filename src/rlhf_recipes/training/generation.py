@@ -34,9 +34,10 @@ def complete(
     max_new_tokens: int,
     do_sample: bool = False,
     temperature: float = 1.0,
-    batch_size: int = 32,
+    batch_size: int = 128,
 ) -> list[Completion]:
-    """Continue each prompt; the text excludes the prompt and everything from EOS on."""
+    """Continue each prompt; the text excludes the prompt and everything from EOS on. Large batches: on a CPU a
+    tiny model's generation is mostly per-step overhead (512 samples: 5.8 s in batches of 32, 5.0 s of 128)."""
     side, tokenizer.padding_side = tokenizer.padding_side, "left"
     model.eval()
     out: list[Completion] = []
