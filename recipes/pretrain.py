@@ -21,7 +21,7 @@ from transformers import (
     TrainingArguments,
 )
 
-from rlhf_recipes.evaluation.probes import probe
+from rlhf_recipes.evaluation.probes import RecallAlongTraining, probe
 from rlhf_recipes.stages.runner import Stage
 from rlhf_recipes.training.config import RecipeError, cli
 from rlhf_recipes.training.loading import HeldOutArguments, dataset_help, load_pretrained, load_trained
@@ -54,6 +54,13 @@ class PretrainArguments(HeldOutArguments):
             "AdamW at learning_rate for the rest; 0: AdamW for every parameter."
         },
     )
+    probe_steps: int = field(
+        default=0,
+        metadata={
+            "help": "Probe fact recall every N steps (metrics.json's recall_along_training: the tokens and "
+            "seconds to recall >= 0.95, the speedrun's measure); 0: only at the end. Needs a world."
+        },
+    )
     world_file: str | None = field(
         default="auto",
         metadata={
@@ -72,6 +79,8 @@ class Pretrain(Stage):
         self.tokenizer = load_pretrained(AutoTokenizer, args.tokenizer_name_or_path, "run `make tokenizer` first")
         self.splits = self.packed_splits()
         self.probed = load_world(args.world_file) if args.world_file else None  # read now: a wrong path costs seconds
+        if args.probe_steps and not self.probed:
+            raise RecipeError("probe_steps needs a world whose facts to probe (world_file); set probe_steps: 0")
         self.model = self.build_model()
         blocks = zip(("train", "eval"), self.splits.values())
         self.data |= {f"{name}_blocks": len(split) for name, split in blocks}
@@ -102,6 +111,14 @@ class Pretrain(Stage):
         return pretraining_splits(args.dataset_name, splits, held_out, self.tokenizer, args.context_length)
 
     def trainer(self, callbacks=()):
+        config = self.config
+        self.recall = None
+        if self.args.probe_steps:
+            rows = config.per_device_train_batch_size * config.gradient_accumulation_steps * config.world_size
+            self.recall = RecallAlongTraining(
+                self.tokenizer, self.probed, self.args.probe_steps, rows * self.args.context_length
+            )
+            callbacks = [*callbacks, self.recall]
         return Trainer(
             model=self.model,
             args=self.config,
@@ -134,6 +151,7 @@ class Pretrain(Stage):
             "perplexity": round(math.exp(eval_loss), 3),
             "trained_tokens": tokens,
             "tokens_per_second": round(tokens / result.metrics["train_runtime"]),
+            **(self.recall.summary() if self.recall else {}),
         }
 
     def evaluate(self, out) -> dict:

@@ -6,7 +6,8 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback, pipeline
 
-from conftest import pretrain_args, stage
+from conftest import pretrain_args, script, stage
+from rlhf_recipes.training.config import RecipeError
 from rlhf_recipes.training.optimizers import split_for_muon
 
 pytestmark = pytest.mark.slow  # trains tiny models for real: `make test`, not `make test-fast`
@@ -58,3 +59,17 @@ def test_muon_steps_the_blocks_matrices_and_follows_the_schedule(world_dir, toke
     assert [(m, a) for m, a, _, _ in seen] == [(m, a) for _, _, m, a in seen]
     assert seen[1][0] == pytest.approx(5 * seen[1][1]) and max(m for m, *_ in seen) == pytest.approx(0.01)
     assert seen[-1][0] < 0.01 and all(not torch.equal(a, b) for a, b in zip(before, matrices))
+
+
+def test_recall_along_training_counts_tokens_and_seconds_to_the_goal(world_dir, tokenizer_dir, tmp_path):
+    """probe_steps: the speedrun's measure in metrics.json; a run without a world to probe is refused."""
+    args = pretrain_args(world_dir, tokenizer_dir, tmp_path / "pretrain", "--max_steps", "10", "--probe_steps", "4")
+    metrics = script("pretrain")(args)
+    points = metrics["recall_along_training"]
+    assert [p["step"] for p in points] == [4, 8, 10]
+    assert [p["tokens"] for p in points] == [s * metrics["trained_tokens"] // 10 for s in (4, 8, 10)]
+    assert 0 < points[0]["train_seconds"] < points[-1]["train_seconds"] < metrics["wall_time_s"]
+    assert points[-1]["fact_recall"] == metrics["fact_recall"]
+    assert metrics["recall_goal_reached"] == next((p for p in points if p["fact_recall"] >= 0.95), None)
+    with pytest.raises(RecipeError, match="probe_steps needs a world"):
+        script("pretrain")([*args, "--world_file", "", "--output_dir", str(tmp_path / "no-world")])

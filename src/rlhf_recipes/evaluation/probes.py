@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import time
+
+from transformers import TrainerCallback
+
 from ..training.generation import complete
 from ..world.world import BOTH, World, readings
+
+RECALL_GOAL = 0.95  # a base model good enough for the later stages' story (issue 31's speedrun goal)
 
 
 def fact_recall(model, tokenizer, world: World, generate=complete) -> dict:
@@ -49,3 +55,40 @@ def probe(model, tokenizer, world: World) -> dict:
     for line in found.get("recall_examples", []) + found["question_continuations"]:
         print("  " + line.replace("\n", "\\n"))
     return found
+
+
+class RecallAlongTraining(TrainerCallback):
+    """Fact recall every `every` steps of pretraining, on the main process: the speedrun's measure (tokens and
+    training seconds, the probes' own time left out, until recall first reaches `goal`)."""
+
+    def __init__(self, tokenizer, world: World, every: int, tokens_per_step: int, goal: float = RECALL_GOAL):
+        self.tokenizer, self.world, self.every, self.tokens_per_step, self.goal = (
+            tokenizer,
+            world,
+            every,
+            tokens_per_step,
+            goal,
+        )
+        self.points: list[dict] = []
+        self.started, self.probing = 0.0, 0.0
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.started = time.perf_counter()
+
+    def on_step_end(self, args, state, control, model=None, **kwargs):
+        if not state.is_world_process_zero or (state.global_step % self.every and state.global_step < state.max_steps):
+            return
+        began = time.perf_counter()
+        recall = fact_recall(model, self.tokenizer, self.world)["fact_recall"]
+        model.train()
+        self.probing += time.perf_counter() - began
+        seconds = time.perf_counter() - self.started - self.probing
+        tokens = state.global_step * self.tokens_per_step
+        self.points.append(
+            {"step": state.global_step, "tokens": tokens, "train_seconds": round(seconds, 1), "fact_recall": recall}
+        )
+
+    def summary(self) -> dict:
+        """`recall_along_training` and `recall_goal_reached` (the first point at or above the goal, or None)."""
+        reached = next((p for p in self.points if p["fact_recall"] >= self.goal), None)
+        return {"recall_along_training": self.points, "recall_goal_reached": reached} if self.points else {}
