@@ -82,6 +82,7 @@ def test_a_fixed_count_is_kept(jobs, monkeypatch):
     assert cores.fair_share() == 2
 
 
+@pytest.mark.slow  # trains SFT: `make test`
 @pytest.mark.skipif(CORES < 2, reason="one core: every share is one thread")
 def test_a_stage_beside_another_job_trains_on_its_share(another_job, world_dir, pretrained, tmp_path):
     metrics = script("sft")(sft_args(world_dir, pretrained[0], tmp_path / "sft"))

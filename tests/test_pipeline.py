@@ -17,6 +17,7 @@ SHOW_ENVIRONMENT = "import json, os; print(json.dumps(dict(os.environ)))"
 LAUNCH_VARIABLES = ("ACCELERATE_", "KMP_", "OMP_", "MASTER_")  # what the launcher sets for its script
 
 
+@pytest.mark.slow  # starts a launcher or trains: `make test`
 def test_a_stage_in_the_pipeline_sees_what_accelerate_launch_gives_it(tmp_path, monkeypatch):
     monkeypatch.chdir(ROOT)
     shown = tmp_path / "show.py"
@@ -36,6 +37,7 @@ def test_a_stage_in_the_pipeline_sees_what_accelerate_launch_gives_it(tmp_path, 
     assert "ACCELERATE_USE_CPU" not in os.environ or os.environ["ACCELERATE_USE_CPU"] != "True"  # restored after
 
 
+@pytest.mark.slow  # starts a launcher or trains: `make test`
 def test_a_stage_in_the_pipeline_records_its_own_command(world_dir, pretrained, tmp_path, monkeypatch):
     monkeypatch.chdir(ROOT)
     out = tmp_path / "sft"
@@ -51,6 +53,7 @@ def test_only_one_cpu_process_runs_in_the_pipeline_s_process(hw, procs, here):
     assert not pipeline.in_one_process("multi_cpu", None) and not pipeline.in_one_process("single_gpu", None)
 
 
+@pytest.mark.slow  # starts a launcher or trains: `make test`
 def test_a_stage_that_fails_stops_make_all_in_one_line(tmp_path):
     result = subprocess.run(
         [sys.executable, "-m", "rlhf_recipes.stages.pipeline", "--model", "tiny", "--", "--no_such_option", "1"],
