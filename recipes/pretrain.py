@@ -127,16 +127,16 @@ class Pretrain(Stage):
             processing_class=self.tokenizer,
             data_collator=DataCollatorForLanguageModeling(self.tokenizer, mlm=False),
             callbacks=list(callbacks),
-            optimizers=(self.optimizer(), None),
+            optimizers=(self.optimizer(self.model), None),
         )
 
-    def optimizer(self):
+    def optimizer(self, model):
         """Muon with AdamW when `muon_learning_rate` is set; else None: the Trainer's own (`optim`)."""
         config, rate = self.config, self.args.muon_learning_rate
         if not rate:
             return None
         betas = (config.adam_beta1, config.adam_beta2)
-        return MuonWithAdamW(self.model, rate, config.learning_rate, betas, config.adam_epsilon, config.weight_decay)
+        return MuonWithAdamW(model, rate, config.learning_rate, betas, config.adam_epsilon, config.weight_decay)
 
     def measure(self, trainer, result) -> dict:
         eval_loss, config = trainer.evaluate()["eval_loss"], self.config

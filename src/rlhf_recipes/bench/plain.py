@@ -2,7 +2,8 @@
 
 Each loop trains its own copy of the stage's model on the rows the recipe's trainer trains on (the
 trainer's own tokenized dataset), in batches of the same size padded to the longest row, with AdamW at
-the same learning rate and, where the recipe uses it, the same autocast. Nothing else: no callbacks,
+the same learning rate (or the recipe's own optimizer, as pretraining's Muon) and, where the recipe uses
+it, the same autocast. Nothing else: no callbacks,
 logging, metrics or scheduler; the speed a careful engineer gets by hand.
 """
 
@@ -40,9 +41,11 @@ def completion_logps(model, ids, mask, completion_start: torch.Tensor) -> torch.
 class PlainLoop:
     """`steps` optimizer steps of `loss_fn` over shuffled batches of `rows`, timed as a `Round`."""
 
-    def __init__(self, model, rows: list[dict], batch_size: int, learning_rate: float, loss_fn, bf16: bool) -> None:
+    def __init__(
+        self, model, rows: list[dict], batch_size: int, learning_rate: float, loss_fn, bf16: bool, optimizer=None
+    ) -> None:
         self.model = model.train()
-        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=learning_rate, weight_decay=0.0)
+        self.optimizer = optimizer or torch.optim.AdamW(self.model.parameters(), lr=learning_rate, weight_decay=0.0)
         self.loader = DataLoader(rows, batch_size=batch_size, shuffle=True, collate_fn=list, drop_last=True)
         self.loss_fn, self.bf16 = loss_fn, bf16
         self.device = next(model.parameters()).device

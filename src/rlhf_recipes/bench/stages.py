@@ -114,7 +114,7 @@ def offline_stage(bench, stage: str, argv: list[str]) -> dict:
     train_rows = trainer.train_dataset.flatten_indices()
     rows = train_rows.select_columns(sorted({"labels", *columns} & set(train_rows.column_names))).to_list()
     batch = config.per_device_train_batch_size
-    plain = PlainLoop(plain_model, rows, batch, config.learning_rate, loss, bench.bf16)
+    plain = PlainLoop(plain_model, rows, batch, config.learning_rate, loss, bench.bf16, recipe.optimizer(plain_model))
     sides = {"recipe": lambda: time_trainer(trainer, clock, bench.steps_per_round)}
     sides["plain"] = lambda: plain(bench.steps_per_round)
     trained = model.num_parameters()

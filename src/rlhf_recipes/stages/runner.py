@@ -131,6 +131,11 @@ class Stage:
         """The stage's trainer over what `prepare` loaded; `callbacks` let the bench watch its steps."""
         raise NotImplementedError
 
+    def optimizer(self, model):
+        """The optimizer this recipe trains `model` with, when it brings its own (the bench's plain loop uses it
+        too); None: the trainer's own (`optim`)."""
+        return None
+
     def measure(self, trainer, result) -> dict:
         """Metrics from the trainer after training, on every process (collective calls belong here)."""
         return {}
