@@ -33,6 +33,7 @@ def assert_one_line_error(result, *needles):
         assert needle in errors[0], errors[0]
 
 
+@pytest.mark.slow  # a fresh interpreter per command (~8 s of imports): `make test`
 def test_missing_data_dir_names_the_fix(tmp_path):
     result = run_cli(
         "recipes/tokenizer.py",
@@ -58,11 +59,13 @@ def test_unknown_command_line_flag_is_an_error(tmp_path):
     assert_one_line_error(result, "num_citys")
 
 
+@pytest.mark.slow  # a fresh interpreter per command (~8 s of imports): `make test`
 def test_missing_config_file(tmp_path):
     result = run_cli("recipes/data.py", "--config", str(tmp_path / "nope.yaml"))
     assert_one_line_error(result, "nope.yaml", "not found")
 
 
+@pytest.mark.slow  # a fresh interpreter per command (~8 s of imports): `make test`
 def test_bad_world_rate(tmp_path):
     result = run_cli("recipes/data.py", *world_args(tmp_path / "w", "--label_noise", "2"))
     assert_one_line_error(result, "label_noise")

@@ -203,6 +203,7 @@ def test_gpu_check_figures_are_read_from_metrics():
     assert gpu_check.figures(metrics) == {"stage_wall_s": 9.0, "loss": 1.5, "value_loss": 0.5}
 
 
+@pytest.mark.slow  # runs make: `make test`
 @pytest.mark.skipif(torch.cuda.is_available(), reason="with a GPU, make gpu-check runs for minutes")
 def test_make_gpu_check_without_a_gpu_says_so_and_exits_cleanly(tmp_path):
     out = tmp_path / "gpu-check"

@@ -32,6 +32,7 @@ def tokenizer_args(world_dir, out, *extra):
     ]
 
 
+@pytest.mark.slow  # runs make: `make test`
 def test_a_folder_the_project_did_not_write_is_refused_and_kept(world_dir, tmp_path):
     out = tmp_path / "mine"
     out.mkdir()

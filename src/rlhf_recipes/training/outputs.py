@@ -123,7 +123,8 @@ def check_output_dir(output_dir: str | Path, inputs: dict[str, Path], overwrite:
     if not str(output_dir).strip():
         raise RecipeError("output_dir is empty; name a folder of its own, e.g. outputs/<model>/<stage>")
     out = Path(output_dir).expanduser().resolve()
-    if reason := _protected(out):
+    # the path as named too: the checkout's data/ may be a link to a folder elsewhere, and it is still the repo's
+    if reason := _protected(out) or _protected(Path(output_dir).expanduser().absolute()):
         raise RecipeError(
             f"refusing output_dir {output_dir}: it is {reason}; name a folder of its own, e.g. outputs/<model>/<stage>"
         )
