@@ -505,7 +505,11 @@ CASES = {
         "set it in",
     ),
     "compare: label_noise above 0.5": lambda a: case(
-        "compare", compare_args(a, "noise", "--label_noise", "0.6"), "label_noise is 0.6", "[0, 0.5)", "set it in"
+        "compare",
+        compare_args(a, "compare-noise", "--label_noise", "0.6"),
+        "label_noise is 0.6",
+        "[0, 0.5)",
+        "set it in",
     ),
     "ppo: batch sizes that do not divide": lambda a: case(
         "ppo",
@@ -555,7 +559,7 @@ CASES = {
     # conversational pairs of the reward model
     "reward: a malformed JSONL line in conversational pairs": lambda a: case(
         "reward",
-        reward_args(a, "bad-json", a.data / "pairs-bad-json"),
+        reward_args(a, "bad-json-pairs", a.data / "pairs-bad-json"),
         f"{a.data / 'pairs-bad-json' / 'train.jsonl'} line 2 is not valid JSON",
         "fix or delete that line",
     ),
