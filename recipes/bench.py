@@ -15,6 +15,7 @@ the rest. Each stage runs in its own process, so its peak RSS is its own. Needs 
 Writes outputs/bench/bench.json, bench.md and bench.png.
 """
 
+import rlhf_recipes  # noqa: F401  # isort: skip  (first: bitsandbytes loads on use, not with peft; compat.py)
 from dataclasses import dataclass, field
 
 from trl import TrlParser

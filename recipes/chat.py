@@ -13,6 +13,7 @@ the answer printed token by token as it is generated. Commands at the prompt:
 
 from __future__ import annotations
 
+import rlhf_recipes  # noqa: F401  # isort: skip  (first: bitsandbytes loads on use, not with peft; compat.py)
 from collections.abc import Iterable, Sequence
 
 from trl import TrlParser

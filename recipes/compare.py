@@ -13,6 +13,7 @@ the prompts form the test split: fresh SFT samples the reward model never sees.
 
 from __future__ import annotations
 
+import rlhf_recipes  # noqa: F401  # isort: skip  (first: bitsandbytes loads on use, not with peft; compat.py)
 from collections.abc import Sequence
 
 from trl import TrlParser

@@ -5,6 +5,7 @@ python recipes/data.py --config recipes/tiny/data.yaml
 
 from __future__ import annotations
 
+import rlhf_recipes  # noqa: F401  # isort: skip  (first: bitsandbytes loads on use, not with peft; compat.py)
 from collections.abc import Sequence
 from pathlib import Path
 

@@ -12,6 +12,7 @@ off, so one). The held-out pairs measure its implicit reward's accuracy; the gol
 saved policy on the held-out prompts, as for SFT and PPO.
 """
 
+import rlhf_recipes  # noqa: F401  # isort: skip  (first: bitsandbytes loads on use, not with peft; compat.py)
 from dataclasses import dataclass, field
 
 from transformers import AutoModelForCausalLM

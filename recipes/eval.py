@@ -15,6 +15,7 @@ files, all at once or not at all.
 
 from __future__ import annotations
 
+import rlhf_recipes  # noqa: F401  # isort: skip  (first: bitsandbytes loads on use, not with peft; compat.py)
 from collections.abc import Sequence
 
 from trl import TrlParser

@@ -10,6 +10,7 @@ tokens/s, loss and peak GPU memory. Without a GPU it says so in one line and exi
 
 from __future__ import annotations
 
+import rlhf_recipes  # noqa: F401  # isort: skip  (first: bitsandbytes loads on use, not with peft; compat.py)
 from collections.abc import Sequence
 
 from trl import TrlParser

@@ -18,6 +18,7 @@ second reward function here; `stop_token` needs nothing (generation stops at EOS
 decoded text through its own tokenizer, so unlike PPO it may use a vocabulary other than the policy's.
 """
 
+import rlhf_recipes  # noqa: F401  # isort: skip  (first: bitsandbytes loads on use, not with peft; compat.py)
 from trl import GRPOConfig, GRPOTrainer, ModelConfig, RLOOConfig, RLOOTrainer
 
 from rlhf_recipes.stages.online import GroupArguments, GroupStage, method_of

@@ -17,6 +17,7 @@ reference is the policy with its adapter off). RLOO and GRPO (recipes/online.py)
 and hold three; DPO (recipes/dpo.py) holds two.
 """
 
+import rlhf_recipes  # noqa: F401  # isort: skip  (first: bitsandbytes loads on use, not with peft; compat.py)
 from dataclasses import dataclass
 
 from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer

@@ -8,6 +8,7 @@ in `model_name_or_path`. At the end: held-out perplexity, greedy recall of the w
 few sample continuations, all in `metrics.json` next to a standard Hugging Face model directory.
 """
 
+import rlhf_recipes  # noqa: F401  # isort: skip  (first: bitsandbytes loads on use, not with peft; compat.py)
 import math
 from dataclasses import dataclass, field
 

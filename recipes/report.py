@@ -21,6 +21,7 @@ go to `report.json`; `report.md` and the PNG figures are drawn from it.
 
 from __future__ import annotations
 
+import rlhf_recipes  # noqa: F401  # isort: skip  (first: bitsandbytes loads on use, not with peft; compat.py)
 from collections.abc import Sequence
 
 from trl import TrlParser

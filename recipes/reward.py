@@ -13,6 +13,7 @@ With LoRA (`use_peft`, `lora_task_type: SEQ_CLS`) the output is still a full mod
 (and kept in `adapter/`), because PPO loads the reward model whole.
 """
 
+import rlhf_recipes  # noqa: F401  # isort: skip  (first: bitsandbytes loads on use, not with peft; compat.py)
 from dataclasses import dataclass, field
 
 from transformers import AutoModelForSequenceClassification

@@ -11,6 +11,7 @@ request gets a 4xx with a message. It listens on loopback only, unless `host` sa
 
 from __future__ import annotations
 
+import rlhf_recipes  # noqa: F401  # isort: skip  (first: bitsandbytes loads on use, not with peft; compat.py)
 from collections.abc import Sequence
 
 from trl import TrlParser

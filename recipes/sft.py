@@ -10,6 +10,7 @@ makes the output a full model for the next stage (the adapter kept in `adapter/`
 judges the base and the SFT model on held-out prompts before and after, and a few sample answers are printed.
 """
 
+import rlhf_recipes  # noqa: F401  # isort: skip  (first: bitsandbytes loads on use, not with peft; compat.py)
 import random
 from dataclasses import dataclass, field
 

@@ -10,6 +10,7 @@ vocabulary when that is high); the engine is `rlhf_recipes.training.tokenizers`.
 
 from __future__ import annotations
 
+import rlhf_recipes  # noqa: F401  # isort: skip  (first: bitsandbytes loads on use, not with peft; compat.py)
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path

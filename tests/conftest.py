@@ -22,6 +22,7 @@ import torch  # noqa: E402
 torch.set_num_threads(_share)
 
 from rlhf_recipes.stages.command import stage_command  # noqa: E402
+from rlhf_recipes.stages.in_process import in_one_process  # noqa: E402
 from rlhf_recipes.stages.runner import stage_of  # noqa: E402
 from rlhf_recipes.training.config import declared  # noqa: E402
 
@@ -159,17 +160,22 @@ def free_port() -> int:
 
 
 def launch_command(hw: str, stage: str, *args: str, processes: int | None = None) -> list[str]:
-    """The stage's command as `make` builds it (`stage_command`), on a port of its own; `args` start with the
-    recipe's `--config recipes/<model>/<stage>.yaml` and override it."""
+    """What `make <stage>` runs: on one CPU process `python -m rlhf_recipes.stages.command`, which runs the stage
+    in its own process; else the launch it builds (`stage_command`), on a port of its own. `args` start with
+    the recipe's `--config recipes/<model>/<stage>.yaml` and override it."""
     model = Path(args[1]).parent.name
     assert args[0] == "--config" and Path(args[1]).resolve() == (ROOT / "recipes" / model / f"{stage}.yaml").resolve()
+    if in_one_process(hw, processes):
+        where = ["--model", model, "--hw", hw]
+        return [sys.executable, "-m", "rlhf_recipes.stages.command", stage, *where, "--", *args[2:]]
     command = stage_command(model, stage, hw, processes, args[2:])
     command[2:2] = ["--main_process_port", str(free_port())]  # two launches at once must not share a port
     return command
 
 
 def launch(hw: str, stage: str, *args: str, processes: int | None = None) -> subprocess.CompletedProcess:
-    """Run the stage through `accelerate launch` with accelerate_configs/<hw>.yaml, as `make` runs it."""
+    """Run the stage as `make <stage> HW=<hw>` runs it (on several processes: `accelerate launch` with
+    accelerate_configs/<hw>.yaml)."""
     env = {**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1"}
     command = launch_command(hw, stage, *args, processes=processes)
     return subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)

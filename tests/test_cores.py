@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from conftest import script, sft_args
-from rlhf_recipes.training import cores
+from rlhf_recipes.training import cores, trainers
 
 CORES = len(os.sched_getaffinity(0))
 
@@ -59,7 +59,7 @@ def test_entries_of_finished_processes_are_not_counted(jobs, another_job):
 def test_a_job_that_leaves_gives_its_cores_back(another_job, monkeypatch):
     monkeypatch.setattr(cores, "RECHECK_S", 0.0)
     with cores.sharing_cores():
-        watch = cores.ShareCores()
+        watch = trainers.ShareCores()
         another_job.unlink()
         watch.on_step_end(None, None, None)
         assert torch.get_num_threads() == CORES

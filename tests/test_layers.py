@@ -141,3 +141,15 @@ def imported_top_level(path: Path) -> set[str]:
         elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
             names.add(node.module.split(".")[0])
     return names
+
+
+def first_import(path: Path) -> ast.stmt:
+    imports = [n for n in ast.parse(path.read_text(), str(path)).body if isinstance(n, ast.Import | ast.ImportFrom)]
+    return next(n for n in imports if getattr(n, "module", "") != "__future__")
+
+
+@pytest.mark.parametrize("name", sorted(SCRIPTS))
+def test_every_script_imports_the_core_first(name):
+    """Before any library: the core defers bitsandbytes before peft can import it (compat.defer_bitsandbytes)."""
+    first = first_import(ROOT / "recipes" / f"{name}.py")
+    assert isinstance(first, ast.Import) and [a.name for a in first.names] == [PACKAGE]

@@ -1,10 +1,13 @@
-"""Parameter-efficient training on CPU for real: LoRA reward model, QLoRA (4-bit nf4) SFT, 8-bit Adam.
+"""Parameter-efficient training on CPU for real: LoRA reward model, QLoRA (4-bit nf4) SFT, 8-bit Adam; and a
+stage that starts without bitsandbytes until QLoRA needs it.
 
 LoRA SFT and LoRA PPO (reference = the adapter switched off) are in test_sft.py and test_ppo.py.
 """
 
 import json
 import math
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -13,7 +16,7 @@ from peft import PeftConfig
 from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
 
-from conftest import reward_args, script, sft_args, stage
+from conftest import ROOT, reward_args, script, sft_args, stage
 from rlhf_recipes.training.config import RecipeError
 from rlhf_recipes.training.models import load_model
 
@@ -98,3 +101,21 @@ def test_8bit_adam_trains(world_dir, pretrained, tmp_path):
     losses = logged_losses(out)
     assert losses[-1] < losses[0]
     assert torch.load(out / "training_args.bin", weights_only=False).optim == "adamw_8bit"
+
+
+STARTS_A_STAGE = """
+import ast, json, sys
+source = open("recipes/sft.py").read()
+body = ast.parse(source).body
+exec("\\n".join(ast.get_source_segment(source, n) for n in body if isinstance(n, (ast.Import, ast.ImportFrom))))
+started = {"inductor": "torch._inductor.compile_fx" in sys.modules, "peft": "peft" in sys.modules}
+from bitsandbytes.nn import Linear4bit
+print(json.dumps({**started, "bitsandbytes": Linear4bit.__module__}))
+"""
+
+
+def test_a_stage_starts_without_loading_bitsandbytes_and_loads_it_on_first_use():
+    """peft imports bitsandbytes, which imports torch's inductor (~4 s a stage): deferred to QLoRA's first use."""
+    done = subprocess.run([sys.executable, "-c", STARTS_A_STAGE], cwd=ROOT, capture_output=True, text=True, check=True)
+    started = json.loads(done.stdout.splitlines()[-1])
+    assert started == {"inductor": False, "peft": True, "bitsandbytes": "bitsandbytes.nn.modules"}

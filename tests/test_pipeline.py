@@ -1,5 +1,6 @@
-"""`make all` on one CPU runs every stage in one process: each under the environment `accelerate launch` would
-give it, recording the command `make <stage>` runs; on other hardware each stage is launched as make does."""
+"""`make all` on one CPU runs every stage in one process, and `make <stage>` runs its stage in the process make
+starts: each under the environment `accelerate launch` would give it, recording that command; on other
+hardware each stage is launched as make does."""
 
 import json
 import os
@@ -9,7 +10,7 @@ import sys
 import pytest
 
 from conftest import ROOT, sft_args
-from rlhf_recipes.stages import pipeline
+from rlhf_recipes.stages import in_process, pipeline
 from rlhf_recipes.stages.command import stage_command
 from rlhf_recipes.training.outputs import MANIFEST
 
@@ -26,7 +27,7 @@ def test_a_stage_in_the_pipeline_sees_what_accelerate_launch_gives_it(tmp_path, 
     launcher = command[: next(i for i, arg in enumerate(command) if arg.endswith(".py"))]
     launched = subprocess.run([*launcher, str(shown)], capture_output=True, text=True, check=True)
     by_accelerate = json.loads(launched.stdout.splitlines()[-1])
-    with pipeline.launched([*launcher, str(shown), "--seed", "3"]) as script:
+    with in_process.launched([*launcher, str(shown), "--seed", "3"]) as script:
         assert script == [str(shown), "--seed", "3"]
         ours = dict(os.environ)
     set_by_launch = {
@@ -49,8 +50,8 @@ def test_a_stage_in_the_pipeline_records_its_own_command(world_dir, pretrained, 
 
 @pytest.mark.parametrize("hw, procs, here", [("cpu", None, True), ("cpu", 1, True), ("cpu", 2, False)])
 def test_only_one_cpu_process_runs_in_the_pipeline_s_process(hw, procs, here):
-    assert pipeline.in_one_process(hw, procs) is here
-    assert not pipeline.in_one_process("multi_cpu", None) and not pipeline.in_one_process("single_gpu", None)
+    assert in_process.in_one_process(hw, procs) is here
+    assert not in_process.in_one_process("multi_cpu", None) and not in_process.in_one_process("single_gpu", None)
 
 
 @pytest.mark.slow  # starts a launcher or trains: `make test`

@@ -1,11 +1,11 @@
 """A training stage killed with SIGKILL resumes from its last complete checkpoint, to the same weights.
 
-For each training stage: an uninterrupted run (the reference), then the same command launched as a user
-launches it (`accelerate launch`), killed with SIGKILL once a checkpoint is complete, and run again. The
-second run must say where it resumes, skip a checkpoint that was still being written, and end with the
-reference's step counter and, bit for bit, its weights. Bit-identity needs one thread on both sides (the
-launcher's OMP_NUM_THREADS=1; torch.set_num_threads(1) in process): float sums reduced across a different
-number of threads differ in the last bits.
+For each training stage: an uninterrupted run (the reference), then the same command run as `make <stage>`
+runs it (on one CPU process, in the process make starts), killed with SIGKILL once a checkpoint is
+complete, and run again. The second run must say where it resumes, skip a checkpoint that was still being
+written, and end with the reference's step counter and, bit for bit, its weights. Bit-identity needs one
+thread on both sides (RLHF_RECIPES_THREADS=1 for the command; torch.set_num_threads(1) in process): float
+sums reduced across a different number of threads differ in the last bits.
 """
 
 import json
@@ -63,9 +63,9 @@ MAINS = {stage: script(stage) for stage in ("pretrain", "sft", "reward", "ppo")}
 
 
 def launch_and_kill(stage: str, args: list[str], partial: Path) -> str:
-    """Launch the stage as `make` does and SIGKILL it, launcher and workers, once a checkpoint is complete."""
+    """Run the stage as `make` does and SIGKILL its process group once a checkpoint is complete."""
     command = launch_command("cpu", stage, *args)
-    env = {**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1", "RLHF_RECIPES_THREADS": "1"}
     process = subprocess.Popen(
         command, cwd=ROOT, env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
     )
@@ -77,7 +77,7 @@ def launch_and_kill(stage: str, args: list[str], partial: Path) -> str:
         time.sleep(0.02)
     os.killpg(process.pid, signal.SIGKILL)
     process.wait()
-    while True:  # the launcher is gone; wait for its worker too
+    while True:  # the first process is gone; wait for any it started too
         try:
             os.killpg(process.pid, 0)
         except ProcessLookupError:

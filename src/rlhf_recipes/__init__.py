@@ -16,4 +16,8 @@ imports a script (tests/test_layers.py reads every import and holds both rules).
 embedded world only through the paths a recipe names.
 """
 
+from .compat import defer_bitsandbytes
+
 __version__ = "0.4.0"
+
+defer_bitsandbytes()  # ~4 s off every stage's start-up (compat.py says why); before anything imports peft

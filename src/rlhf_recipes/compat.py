@@ -9,12 +9,33 @@ issue is fixed; nothing else in the package reaches into a library's private sta
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 TOKEN_COUNT = "token_count.json"
+
+
+def defer_bitsandbytes() -> None:
+    """Load bitsandbytes on first use instead of whenever transformers' Trainer is imported.
+
+    transformers imports peft whenever it is installed (`trainer_utils`), peft imports bitsandbytes at once
+    (`peft/helpers.py`), and bitsandbytes calls `torch.compile` while it is imported, which imports torch's
+    inductor: ~4 s of every stage's start-up on a CPU, for a library only QLoRA and 8-bit optimizers use
+    (upstream: none filed). The module is registered with the standard library's `LazyLoader`; the first
+    attribute anyone reads on it (peft's QLoRA layers, `from bitsandbytes.nn import ...`) loads it whole.
+    Must run before peft is imported: `rlhf_recipes/__init__.py` calls it, and each script imports the
+    package first.
+    """
+    if "bitsandbytes" in sys.modules or (spec := importlib.util.find_spec("bitsandbytes")) is None:
+        return
+    spec.loader = importlib.util.LazyLoader(spec.loader)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["bitsandbytes"] = module
+    spec.loader.exec_module(module)
 
 
 @contextmanager

@@ -2,9 +2,10 @@
 
     python -m rlhf_recipes.stages.command sft --model tiny --hw cpu [--procs 2] [-- --learning_rate 1e-4 ...]
 
-runs `accelerate launch --config_file accelerate_configs/cpu.yaml recipes/sft.py --config recipes/tiny/sft.yaml`
-(`data` and `tokenizer` need no launcher: plain `python`). An unknown model, hardware or stage is one line
-listing the choices.
+stands for `accelerate launch --config_file accelerate_configs/cpu.yaml recipes/sft.py --config recipes/tiny/sft.yaml`
+(`data` and `tokenizer` need no launcher: plain `python`). On one CPU process the script runs in this
+process, as that launch would run it (in_process.py), and saves the launcher's start-up; on anything else
+this process becomes the launch. An unknown model, hardware or stage is one line listing the choices.
 
 On several machines every machine runs the same command with its own `--machine_rank`:
 
@@ -28,6 +29,7 @@ from pathlib import Path
 
 from ..training.config import RecipeError, cli
 from ..training.recipes import recipe_stages, stage_config_exists
+from .in_process import in_one_process, run_here
 
 SCRIPTS = {"rloo": "online", "grpo": "online", "methods": "report"}  # a stage run by another stage's script
 UNLAUNCHED = ("data", "tokenizer")  # one process, no accelerate: they train no model
@@ -167,9 +169,12 @@ def wait_for_main_process(machines: Machines, timeout_s: float) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    """Run the stage's command in this process's place (make's exit status is then the stage's)."""
+    """Run the stage's command here, or launch it in this process's place (make's exit status is the stage's)."""
     options = stage_options(sys.argv[1:] if argv is None else argv)
     command = command_for(options)
+    if options.machines is None and in_one_process(options.hw, options.procs):
+        run_here(command)
+        return
     if options.machines and options.machines.rank > 0:
         wait_for_main_process(options.machines, options.main_process_timeout)
     os.execv(command[0], command)

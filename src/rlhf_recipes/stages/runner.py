@@ -23,7 +23,7 @@ from trl import TrlParser
 
 from ..evaluation.judging import EvalArguments, evaluate_model, load_judging
 from ..training.config import RecipeError, declared, parse
-from ..training.cores import ShareCores, sharing_cores
+from ..training.cores import sharing_cores
 from ..training.launch import apply_launch, peak_gpu_memory, rank_summary
 from ..training.outputs import (
     CAUSAL_LM,
@@ -35,7 +35,7 @@ from ..training.outputs import (
     write_model_card,
 )
 from ..training.stability import StabilityWatch
-from ..training.trainers import CheckpointCompleted, PolicySnapshots
+from ..training.trainers import CheckpointCompleted, PolicySnapshots, ShareCores
 from ..training.world_inputs import follow_world, world_record
 
 

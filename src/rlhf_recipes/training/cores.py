@@ -4,8 +4,9 @@ Two stages side by side on 2 cores, each with a thread per core, oversubscribe t
 waiting for each other, and pretraining fell from ~7.5 to ~0.5 steps/s with a second stage beside it. So
 every process of this project that computes on the CPU (a stage, each rank of one, the comparisons, the
 report, `make eval`) signs in to one folder per user while it works and takes its share: the cores divided
-by the processes signed in. It looks again every few seconds of training, so a job that starts or ends
-beside it moves the share.
+by the processes signed in. It looks again every few seconds of training (`trainers.ShareCores`), so a job
+that starts or ends beside it moves the share. It imports no transformers: the stages that train no model
+reach it (through their staged output) and start without it.
 
 `RLHF_RECIPES_THREADS=n` fixes the count: n cores for the run, split between its ranks on this machine.
 OMP_NUM_THREADS does not: the launchers set it themselves (accelerate to the physical cores, torchrun to 1
@@ -17,14 +18,12 @@ from __future__ import annotations
 
 import os
 import tempfile
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import psutil
 import torch
-from transformers import TrainerCallback
 
 JOBS = Path(tempfile.gettempdir()) / f"rlhf-recipes-jobs-{os.getuid()}"
 RECHECK_S = 5.0
@@ -72,6 +71,11 @@ def share_now() -> int:
     return threads
 
 
+def signed_in() -> bool:
+    """Whether this process computes inside `sharing_cores` (only then do other jobs move its share)."""
+    return _signed_in > 0
+
+
 @contextmanager
 def sharing_cores() -> Iterator[None]:
     """Signed in while the block computes, at its fair share of the cores; a GPU run computes elsewhere."""
@@ -91,16 +95,3 @@ def sharing_cores() -> Iterator[None]:
         _signed_in -= 1
         if _signed_in == 0:
             entry.unlink(missing_ok=True)
-
-
-class ShareCores(TrainerCallback):
-    """Looks at the jobs signed in every RECHECK_S seconds of training and moves this process's threads."""
-
-    def __init__(self) -> None:
-        self.checked = time.monotonic()
-        self.threads_used: set[int] = {torch.get_num_threads()}
-
-    def on_step_end(self, args, state, control, **kwargs):
-        if time.monotonic() - self.checked >= RECHECK_S and _signed_in:
-            self.threads_used.add(share_now())
-            self.checked = time.monotonic()

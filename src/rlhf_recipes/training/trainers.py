@@ -1,5 +1,6 @@
-"""TRL's SFT and reward trainers as the stages use them, the mark of a complete checkpoint, and the
-policy snapshots the report's curves evaluate.
+"""TRL's SFT and reward trainers as the stages use them, the mark of a complete checkpoint, the policy
+snapshots the report's curves evaluate, and the callback that moves a stage's threads to its share of the
+cores as jobs start and end beside it (training/cores.py).
 
 A checkpoint counts as complete only once `CheckpointCompleted` has marked it (the trainer calls it after
 the last file is written), so a run killed while saving leaves a checkpoint the next run removes rather
@@ -8,13 +9,16 @@ than loads (training/outputs.py). PPO's trainer is the project's own: training/p
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import torch
 from transformers import TrainerCallback
 from trl import RewardTrainer, SFTTrainer
 
 from ..compat import KeepsTokenCount
+from . import cores
 from .outputs import CHECKPOINT_DONE, CHECKPOINT_PREFIX, SNAPSHOTS, write_json
 
 
@@ -58,3 +62,17 @@ class ResumableSFTTrainer(KeepsTokenCount, SFTTrainer):
 
 class ResumableRewardTrainer(KeepsTokenCount, RewardTrainer):
     pass
+
+
+class ShareCores(TrainerCallback):
+    """Looks at the jobs signed in every few seconds of training (`cores.RECHECK_S`) and moves this process's
+    threads to its share."""
+
+    def __init__(self) -> None:
+        self.checked = time.monotonic()
+        self.threads_used: set[int] = {torch.get_num_threads()}
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if time.monotonic() - self.checked >= cores.RECHECK_S and cores.signed_in():
+            self.threads_used.add(cores.share_now())
+            self.checked = time.monotonic()
