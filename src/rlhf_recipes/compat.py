@@ -9,9 +9,11 @@ issue is fixed; nothing else in the package reaches into a library's private sta
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 import json
 import sys
+import types
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -19,23 +21,34 @@ from pathlib import Path
 TOKEN_COUNT = "token_count.json"
 
 
+class _ImportedOnFirstUse(types.ModuleType):
+    """Stands in for a module until an attribute it lacks is read; then imports the real one, the normal way."""
+
+    def __getattr__(self, name: str):
+        if sys.modules.get(self.__name__) is self:
+            del sys.modules[self.__name__]
+        return getattr(importlib.import_module(self.__name__), name)
+
+
 def defer_bitsandbytes() -> None:
-    """Load bitsandbytes on first use instead of whenever transformers' Trainer is imported.
+    """Import bitsandbytes on first use instead of whenever transformers' Trainer is imported.
 
     transformers imports peft whenever it is installed (`trainer_utils`), peft imports bitsandbytes at once
     (`peft/helpers.py`), and bitsandbytes calls `torch.compile` while it is imported, which imports torch's
     inductor: ~4 s of every stage's start-up on a CPU, for a library only QLoRA and 8-bit optimizers use
-    (upstream: none filed). The module is registered with the standard library's `LazyLoader`; the first
-    attribute anyone reads on it (peft's QLoRA layers, `from bitsandbytes.nn import ...`) loads it whole.
-    Must run before peft is imported: `rlhf_recipes/__init__.py` calls it, and each script imports the
-    package first.
+    (upstream: none filed). A stand-in takes its place in `sys.modules` until someone reads an attribute it
+    lacks (`bnb.nn`, a submodule's `__path__`): then the real module is imported. The stand-in carries the
+    module's spec and file, so `importlib.util.find_spec` and the scans of `sys.modules` that read
+    `__file__` (`inspect.getmodule`, run by torch while it imports) find it without importing it: the
+    standard library's `LazyLoader` imported it there, midway through torch's own imports, and left it
+    half-imported. Must run before peft is imported: `rlhf_recipes/__init__.py` calls it, and each script
+    imports the package first.
     """
     if "bitsandbytes" in sys.modules or (spec := importlib.util.find_spec("bitsandbytes")) is None:
         return
-    spec.loader = importlib.util.LazyLoader(spec.loader)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["bitsandbytes"] = module
-    spec.loader.exec_module(module)
+    stand_in = _ImportedOnFirstUse(spec.name)
+    stand_in.__spec__, stand_in.__loader__, stand_in.__file__ = spec, spec.loader, spec.origin
+    sys.modules[spec.name] = stand_in
 
 
 @contextmanager
