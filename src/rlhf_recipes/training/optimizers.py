@@ -3,14 +3,16 @@
 Muon (Jordan et al. 2024; the optimizer of the modded-nanogpt speedruns) orthogonalises each matrix's
 momentum with a few Newton-Schulz steps before the update. It suits 2-D weights inside the network only:
 embeddings, the output head, biases and norms keep AdamW. `torch.optim.Muon` and `torch.optim.AdamW` do
-the arithmetic; this wrapper shares their parameter groups, so the Trainer's learning-rate schedule,
-checkpoints and resume see one optimizer.
+the arithmetic (on a CPU the Newton-Schulz steps in float32: compat.py); this wrapper shares their
+parameter groups, so the Trainer's learning-rate schedule, checkpoints and resume see one optimizer.
 """
 
 from __future__ import annotations
 
 from torch import nn
 from torch.optim import AdamW, Muon, Optimizer
+
+from ..compat import newton_schulz_in_float32_on_cpu
 
 
 def split_for_muon(model: nn.Module) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
@@ -30,6 +32,7 @@ class MuonWithAdamW(Optimizer):
 
     def __init__(self, model: nn.Module, muon_lr: float, adamw_lr: float, betas, eps: float, weight_decay: float):
         matrices, others = split_for_muon(model)
+        newton_schulz_in_float32_on_cpu()  # torch's bfloat16 iteration is 32x slower on a CPU without bf16 units
         self.muon = Muon(matrices, lr=muon_lr, weight_decay=weight_decay, adjust_lr_fn="match_rms_adamw")
         self.adamw = AdamW(others, lr=adamw_lr, betas=betas, eps=eps, weight_decay=weight_decay)
         super().__init__([*self.muon.param_groups, *self.adamw.param_groups], {})

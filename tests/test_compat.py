@@ -1,0 +1,85 @@
+"""The upstream workarounds hold to what they stand in for: the full-logits LM head on a CPU to TRL's own."""
+
+import pytest
+import torch
+from transformers import GPT2Config, GPT2LMHeadModel
+from trl.kernels import ChunkedLogProbFunction
+from trl.trainer import utils
+from trl.trainer.utils import add_fused_lm_head
+
+from rlhf_recipes.compat import FullLogitsOnCPU, full_logits_on_cpu
+
+FIELDS = ("log_probs", "entropy", "log_sum_sq_probs", "mean_logits", "is_top1")
+
+
+def scored(function, inputs: dict, outputs: tuple) -> tuple[list, list]:
+    """The function's per-token fields and the gradients of a loss that uses both differentiable ones."""
+    leaves = {k: v.clone().requires_grad_(v.is_floating_point()) for k, v in inputs.items() if torch.is_tensor(v)}
+    leaves.setdefault("bias", None)
+    args = [leaves[k] for k in ("hidden", "weight", "bias", "targets")]
+    fields = function.apply(*args, inputs["temperature"], 256, inputs["softcap"], inputs["scale"], outputs)
+    log_probs, entropy = fields[0], fields[1]
+    loss = (log_probs * torch.linspace(-1, 1, len(log_probs))).sum()
+    if entropy is not None:
+        loss = loss + 0.3 * entropy.sum()
+    loss.backward()
+    return list(fields), [leaves[k].grad for k in ("hidden", "weight", "bias") if leaves[k] is not None]
+
+
+@pytest.mark.parametrize("temperature, softcap, scale, bias", [(1.0, None, 1.0, False), (0.7, 30.0, 0.5, True)])
+@pytest.mark.parametrize("outputs", [("log_probs",), FIELDS])
+def test_full_logits_score_as_trl_s_chunked_function(temperature, softcap, scale, bias, outputs):
+    generator = torch.Generator().manual_seed(0)
+    vocab, width, tokens = 700, 24, 37  # a vocabulary wider than TRL's tiles (256 here), in pieces
+    inputs = {
+        "hidden": torch.randn(tokens, width, generator=generator),
+        "weight": torch.randn(vocab, width, generator=generator) * 0.5,
+        "bias": torch.randn(vocab, generator=generator) if bias else None,
+        "targets": torch.randint(0, vocab, (tokens,), generator=generator),
+        "temperature": temperature,
+        "softcap": softcap,
+        "scale": scale,
+    }
+    ours, our_grads = scored(FullLogitsOnCPU, inputs, outputs)
+    theirs, their_grads = scored(ChunkedLogProbFunction, inputs, outputs)
+    for name, mine, trl in zip(FIELDS, ours, theirs):
+        assert (mine is None) == (trl is None), name
+        if trl is not None and trl.dtype == torch.bool:
+            assert torch.equal(mine, trl), name
+        elif trl is not None:
+            torch.testing.assert_close(mine, trl, rtol=1e-4, atol=1e-5, msg=name)
+    for mine, trl in zip(our_grads, their_grads, strict=True):
+        torch.testing.assert_close(mine, trl, rtol=1e-4, atol=1e-5)
+
+
+def test_a_model_s_fused_head_scores_the_same_through_it(monkeypatch):
+    torch.manual_seed(0)
+    model = GPT2LMHeadModel(GPT2Config(vocab_size=300, n_positions=32, n_embd=32, n_layer=1, n_head=2)).eval()
+    add_fused_lm_head(model, outputs=("log_probs", "entropy", "is_top1"))
+    ids = torch.randint(0, 300, (3, 20))
+    labels = ids.clone()
+    labels[:, :5] = -100
+    monkeypatch.setattr(utils, "_ChunkedLogProbFunction", ChunkedLogProbFunction)
+    trl = model(input_ids=ids, labels=labels, fused_lm_head=True)
+    full_logits_on_cpu()
+    assert utils._ChunkedLogProbFunction is FullLogitsOnCPU and FullLogitsOnCPU.trl_function is ChunkedLogProbFunction
+    ours = model(input_ids=ids, labels=labels, fused_lm_head=True)
+    torch.testing.assert_close(ours.loss, trl.loss)
+    torch.testing.assert_close(ours.entropy, trl.entropy, rtol=1e-4, atol=1e-5)
+    assert torch.equal(ours.is_top1, trl.is_top1) and torch.equal(ours.label_mask, trl.label_mask)
+
+
+def test_muon_s_newton_schulz_runs_in_float32_on_a_cpu_and_matches_torch_s():
+    from torch.optim import _muon
+
+    from rlhf_recipes.compat import newton_schulz_in_float32_on_cpu
+
+    grad = torch.randn(96, 32, generator=torch.Generator().manual_seed(0))
+    coefficients = (_muon.DEFAULT_A, _muon.DEFAULT_B, _muon.DEFAULT_C)
+    newton_schulz_in_float32_on_cpu()
+    ours = _muon._zeropower_via_newtonschulz(grad, coefficients, _muon.DEFAULT_NS_STEPS, _muon.EPS)
+    torch_s = _muon._zeropower_via_newtonschulz.in_bfloat16(grad, coefficients, _muon.DEFAULT_NS_STEPS, _muon.EPS)
+    assert ours.dtype == torch.float32 and torch_s.dtype == torch.bfloat16 and ours.shape == grad.shape
+    torch.testing.assert_close(ours, torch_s.float(), rtol=0, atol=2e-2)
+    singular = torch.linalg.svdvals(ours)  # orthogonalised: every singular value near 1 (0.5 to 1.5 by design)
+    assert singular.min() > 0.5 and singular.max() < 1.5
