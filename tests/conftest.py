@@ -173,10 +173,12 @@ def launch_command(hw: str, stage: str, *args: str, processes: int | None = None
     return command
 
 
-def launch(hw: str, stage: str, *args: str, processes: int | None = None) -> subprocess.CompletedProcess:
+def launch(
+    hw: str, stage: str, *args: str, processes: int | None = None, env: dict | None = None
+) -> subprocess.CompletedProcess:
     """Run the stage as `make <stage> HW=<hw>` runs it (on several processes: `accelerate launch` with
-    accelerate_configs/<hw>.yaml)."""
-    env = {**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1"}
+    accelerate_configs/<hw>.yaml), with `env` added to the environment."""
+    env = {**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1", **(env or {})}
     command = launch_command(hw, stage, *args, processes=processes)
     return subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
 

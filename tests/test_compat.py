@@ -83,3 +83,23 @@ def test_muon_s_newton_schulz_runs_in_float32_on_a_cpu_and_matches_torch_s():
     torch.testing.assert_close(ours, torch_s.float(), rtol=0, atol=2e-2)
     singular = torch.linalg.svdvals(ours)  # orthogonalised: every singular value near 1 (0.5 to 1.5 by design)
     assert singular.min() > 0.5 and singular.max() < 1.5
+
+
+def test_deepspeed_s_cpu_all_reduce_op_serves_inference_only_and_is_not_built():
+    """The op the workaround skips is built where its backend starts and used by inference_all_reduce only."""
+    import importlib
+    import inspect
+
+    backend = importlib.import_module("deepspeed.comm.torch")  # `import ... as` would give `torch`, its global
+
+    from rlhf_recipes.compat import no_deepspeed_inference_op_on_cpu
+
+    assert "self.shm_comm_op = build_shm_op()" in inspect.getsource(backend.TorchBackend.__init__)
+    methods = inspect.getsource(backend.TorchBackend).split("\n    def ")[1:]
+    assert [m.split("(")[0] for m in methods if "shm_" in m] == ["__init__", "inference_all_reduce"]
+    upstream = backend.build_shm_op
+    try:
+        no_deepspeed_inference_op_on_cpu()
+        assert backend.build_shm_op() is None
+    finally:
+        backend.build_shm_op = upstream

@@ -129,6 +129,21 @@ def newton_schulz_in_float32_on_cpu() -> None:
     _muon._zeropower_via_newtonschulz = orthogonalized
 
 
+def no_deepspeed_inference_op_on_cpu() -> None:
+    """Start DeepSpeed on a CPU without building its shared-memory all-reduce op.
+
+    DeepSpeed's communication backend builds that C++ op as it starts on a CPU (`deepspeed.comm.torch`'s
+    `build_shm_op`, compiled with g++ on first use: ~1 min, once per venv) for `inference_all_reduce`, which
+    only its inference engine calls; training reduces through torch.distributed (gloo) with or without it
+    (upstream: none filed). On a GPU DeepSpeed builds no such op, so nothing changes there.
+    """
+    from deepspeed.accelerator import get_accelerator
+
+    if get_accelerator().device_name() == "cpu":
+        backend = importlib.import_module("deepspeed.comm.torch")  # `import ... as` would give `torch`, its global
+        backend.build_shm_op = lambda: None
+
+
 @contextmanager
 def on_this_process_only() -> Iterator[None]:
     """Let from_pretrained/save_pretrained run on one process while a DeepSpeed ZeRO-3 run is live.

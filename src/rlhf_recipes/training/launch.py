@@ -17,6 +17,7 @@ import torch
 from accelerate import PartialState
 from accelerate.utils import gather_object
 
+from ..compat import no_deepspeed_inference_op_on_cpu
 from .config import RecipeError
 from .cores import share_now
 
@@ -86,6 +87,8 @@ def apply_launch(parser, argv: Sequence[str] | None) -> list[str]:
             "HW=multi_cpu (DDP) or HW=deepspeed_zero3 (sharded)"
         )
     deepspeed = launched_with("DEEPSPEED")
+    if deepspeed:
+        no_deepspeed_inference_op_on_cpu()  # ~1 min of g++ for an op training never calls (compat.py)
     if not on_cpu_by_launch() or (deepspeed and torch.cuda.is_available()):
         return argv
     fields = set().union(*(getattr(t, "__dataclass_fields__", {}) for t in parser.dataclass_types))
