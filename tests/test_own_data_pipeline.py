@@ -1,9 +1,10 @@
 """Issue #12's done-when: every stage on a user's data files, through `make`, never opens `data/world/`.
 
 The data has nothing to do with the world (definitions of invented words, generated here) and has a train
-split only. The same commands run in two checkouts at once: one without `data/world/`, one with a world
-there (as after `make all`). An audit hook in every interpreter the commands start logs any file or folder
-opened under `data/world/`; the log must stay empty, and no stage may report a world metric.
+split only. The commands run in a checkout with a world in `data/world/` (as after `make all`), where a stage
+that fell back on it would find it. An audit hook in every interpreter the commands start logs any attempt
+to open a file or list a folder under `data/world/`, found or not (a checkout without a world would only
+turn the same attempt into an error); the log must stay empty, and no stage may report a world metric.
 """
 
 import json
@@ -11,7 +12,6 @@ import os
 import shutil
 import subprocess
 import sys
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -66,13 +66,12 @@ def audited(root: Path, hooks: Path) -> dict[str, str]:
     }
 
 
-def checkout(root: Path, world: Path | None, hooks: Path) -> dict[str, dict]:
-    """Run every stage with `make` in a checkout at `root`; return each stage's metrics.json."""
+def checkout(root: Path, world: Path, hooks: Path) -> dict[str, dict]:
+    """Run every stage with `make` in a checkout at `root` holding `world`; return each stage's metrics.json."""
     root.mkdir()
     for name in LINKED:
         (root / name).symlink_to(ROOT / name)
-    if world:
-        shutil.copytree(world, root / "data" / "world")
+    shutil.copytree(world, root / "data" / "world")
     users_files(root)
     env = audited(root, hooks)
     venv = Path(sys.executable).parent.parent
@@ -80,7 +79,7 @@ def checkout(root: Path, world: Path | None, hooks: Path) -> dict[str, dict]:
         done = subprocess.run(
             ["make", stage, f"VENV={venv}", f"ARGS={args}"], cwd=root, env=env, capture_output=True, text=True
         )
-        assert done.returncode == 0, f"make {stage} in {root.name}:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+        assert done.returncode == 0, f"make {stage}:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
     outputs = root / "outputs" / "tiny"
     return {stage: json.loads((outputs / stage / "metrics.json").read_text()) for stage in STAGES if stage != "report"}
 
@@ -89,30 +88,26 @@ def test_every_stage_on_a_users_files_never_opens_the_world(world_dir, tmp_path)
     hooks = tmp_path / "hooks"
     hooks.mkdir()
     (hooks / "sitecustomize.py").write_text(AUDIT_HOOK)
-    runs = {"without_world": None, "with_world": world_dir}
-    with ThreadPoolExecutor(len(runs)) as pool:
-        futures = {name: pool.submit(checkout, tmp_path / name, world, hooks) for name, world in runs.items()}
-        metrics = {name: future.result() for name, future in futures.items()}
-    for name in runs:
-        root = tmp_path / name
-        log = root / "world-opens.log"
-        assert not log.exists(), f"{name} opened the world:\n{log.read_text()}"
-        report = json.loads((root / "outputs" / "tiny" / "report" / "report.json").read_text())
-        assert report["judge"] == "reward model" and "gold_score" not in report["policies"]["sft"]
-        assert list(report["policies"]) == ["base", "sft", "best_of_n", "ppo"]  # few-shot needs the world
-        assert report["eval_prompts"] == {"dataset": "ppo/heldout_prompts.jsonl", "rows": 8}
-        assert set(report["heldout"]) == {"pretrain", "sft"}
-        for stage, stage_metrics in metrics[name].items():
-            assert stage_metrics.get("world") is None, stage
-            assert "user/" in stage_metrics["data"]["dataset"], stage
-        world_metrics = {"fact_recall", "base", "sft", "ppo", "gold_agreement"}
-        found = {(stage, key) for stage, m in metrics[name].items() for key in world_metrics if m.get(key)}
-        found |= {("reward", k) for k in metrics[name]["reward"].get("heldout", {}) if "gold" in k}
-        assert not found, f"{name}: world metrics {found}"
-        model_card = (root / "outputs" / "tiny" / "pretrain" / "README.md").read_text()
-        assert "- dataset: user/text.jsonl" in model_card and "world" not in model_card
+    root = tmp_path / "checkout"
+    metrics = checkout(root, world_dir, hooks)
+    log = root / "world-opens.log"
+    assert not log.exists(), f"a stage opened the world:\n{log.read_text()}"
+    report = json.loads((root / "outputs" / "tiny" / "report" / "report.json").read_text())
+    assert report["judge"] == "reward model" and "gold_score" not in report["policies"]["sft"]
+    assert list(report["policies"]) == ["base", "sft", "best_of_n", "ppo"]  # few-shot needs the world
+    assert report["eval_prompts"] == {"dataset": "ppo/heldout_prompts.jsonl", "rows": 8}
+    assert set(report["heldout"]) == {"pretrain", "sft"}
+    for stage, stage_metrics in metrics.items():
+        assert stage_metrics.get("world") is None, stage
+        assert "user/" in stage_metrics["data"]["dataset"], stage
+    world_metrics = {"fact_recall", "base", "sft", "ppo", "gold_agreement"}
+    found = {(stage, key) for stage, m in metrics.items() for key in world_metrics if m.get(key)}
+    found |= {("reward", k) for k in metrics["reward"].get("heldout", {}) if "gold" in k}
+    assert not found, f"world metrics {found}"
+    model_card = (root / "outputs" / "tiny" / "pretrain" / "README.md").read_text()
+    assert "- dataset: user/text.jsonl" in model_card and "world" not in model_card
 
-    # the hook sees what it should: reading the world in the same environment is logged
-    root = tmp_path / "with_world"
-    subprocess.run([sys.executable, "-c", "open('data/world/world.json')"], cwd=root, env=audited(root, hooks))
-    assert "data/world/world.json" in (root / "world-opens.log").read_text()
+    # the hook sees what it should: an attempt on the world in the same environment is logged, found or not
+    for path in ("data/world/world.json", "data/world/no-such-file"):
+        subprocess.run([sys.executable, "-c", f"open({path!r})"], cwd=root, env=audited(root, hooks))
+    assert log.read_text().count("data/world/") == 2
