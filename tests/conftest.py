@@ -1,11 +1,13 @@
 """Shared fixtures: one tiny world, tokenizer and base model, built once per test session for real."""
 
+import functools
 import os
 import socket
 import subprocess
 import sys
 import time
 import urllib.request
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -21,6 +23,7 @@ import torch  # noqa: E402
 
 torch.set_num_threads(_share)
 
+from forkserver import ForkServer, launch_ranks  # noqa: E402
 from rlhf_recipes.stages.command import stage_command  # noqa: E402
 from rlhf_recipes.stages.in_process import in_one_process  # noqa: E402
 from rlhf_recipes.stages.runner import stage_of  # noqa: E402
@@ -173,14 +176,50 @@ def launch_command(hw: str, stage: str, *args: str, processes: int | None = None
     return command
 
 
+@functools.cache
+def warm_server() -> ForkServer:
+    """This test worker's warm interpreter for launches of several ranks, DeepSpeed imported too."""
+    return ForkServer({**os.environ, **LAUNCH_ENV}, also=["deepspeed"])
+
+
+LAUNCH_ENV = {"PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1"}
+
+
 def launch(
-    hw: str, stage: str, *args: str, processes: int | None = None, env: dict | None = None
+    hw: str, stage: str, *args: str, processes: int | None = None, env: dict | None = None, forked: bool = True
 ) -> subprocess.CompletedProcess:
     """Run the stage as `make <stage> HW=<hw>` runs it (on several processes: `accelerate launch` with
-    accelerate_configs/<hw>.yaml), with `env` added to the environment."""
-    env = {**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1", **(env or {})}
+    accelerate_configs/<hw>.yaml), with `env` added to the environment. Several ranks are `forked` from a warm
+    interpreter under the environment the launch gives each (forkserver.py) unless `forked=False`: a launch
+    of two ranks costs three interpreters' imports, and what the launcher itself does is tested once, in
+    test_distributed.py and test_multinode.py."""
+    env = {**os.environ, **LAUNCH_ENV, **(env or {})}
     command = launch_command(hw, stage, *args, processes=processes)
-    return subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    if not forked or in_one_process(hw, processes):
+        return subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    port = int(command[command.index("--main_process_port") + 1])
+    script = next(i for i, arg in enumerate(command) if arg.endswith(".py"))
+    with environment(env):
+        launch_env, ranks = launch_ranks(command[:script], port)
+    return warm_server().run(command[script], command[script + 1 :], ROOT, env=launch_env, ranks=ranks)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    if warm_server.cache_info().currsize:
+        warm_server().close()
+
+
+@contextmanager
+def environment(env: dict):
+    """os.environ replaced by `env` for a while (accelerate computes a launch's environment from it)."""
+    saved = dict(os.environ)
+    os.environ.clear()
+    os.environ.update(env)
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
 
 
 def sft_args(world_dir: Path, model_dir: Path, out: Path, *extra: str) -> list[str]:

@@ -41,7 +41,7 @@ def steps(out):
 def test_pretraining_on_two_processes(world_dir, tokenizer_dir, tmp_path):
     out = tmp_path / "pretrain"
     args = pretrain_args(world_dir, tokenizer_dir, out, "--max_steps", "10", "--world_file", "")
-    metrics = finished(launch("multi_cpu", "pretrain", *args), out)
+    metrics = finished(launch("multi_cpu", "pretrain", *args, forked=False), out)  # through the launcher itself
     assert_ranks_agree_with_the_saved_model(metrics, AutoModelForCausalLM.from_pretrained(out))
     assert metrics["trained_tokens"] == 10 * 2 * 8 * 128  # steps x ranks x per-device batch x context
     launched = r"\naccelerate launch --main_process_port \d+ --quiet --config_file accelerate_configs/multi_cpu.yaml "
