@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from conftest import ROOT, sft_args
-from rlhf_recipes.stages import in_process, pipeline
+from rlhf_recipes.stages import in_process
 from rlhf_recipes.stages.command import stage_command
 from rlhf_recipes.training.outputs import MANIFEST
 
@@ -42,7 +42,7 @@ def test_a_stage_in_the_pipeline_sees_what_accelerate_launch_gives_it(tmp_path, 
 def test_a_stage_in_the_pipeline_records_its_own_command(world_dir, pretrained, tmp_path, monkeypatch):
     monkeypatch.chdir(ROOT)
     out = tmp_path / "sft"
-    pipeline.run_stage(stage_command("tiny", "sft", "cpu", None, sft_args(world_dir, pretrained[0], out)[2:]), True)
+    in_process.run_stage(stage_command("tiny", "sft", "cpu", None, sft_args(world_dir, pretrained[0], out)[2:]), True)
     recorded = json.loads((out / MANIFEST).read_text())["command"]
     assert recorded.startswith("accelerate launch --quiet --config_file accelerate_configs/cpu.yaml recipes/sft.py")
     assert f"--output_dir {out}" in recorded and f"--output_dir {out}" in (out / "README.md").read_text()

@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import os
 import shlex
+import subprocess
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
-from ..training.config import declared
+from ..training.config import RecipeError, declared
 
 
 def in_one_process(hw: str, procs: int | None) -> bool:
@@ -60,3 +61,11 @@ def run_here(command: Sequence[str]) -> None:
     """Run a stage command's script in this interpreter, as its launch would run it."""
     with launched(command) as (script, *args):
         declared(script)(args)
+
+
+def run_stage(command: Sequence[str], here: bool) -> None:
+    """A stage command run `here` (`run_here`), or launched as `make <stage>` launches it."""
+    if here:
+        run_here(command)
+    elif subprocess.run(list(command)).returncode != 0:
+        raise RecipeError(f"the stage `{shlex.join(command)}` failed (its error is above); fix it and run again")

@@ -12,32 +12,22 @@ GPUs, DeepSpeed) each stage is launched as `make <stage>` launches it.
 from __future__ import annotations
 
 import argparse
-import shlex
-import subprocess
 import sys
 from collections.abc import Sequence
 
-from ..training.config import RecipeError, cli
+from ..training.config import cli
 from .command import stage_command
-from .in_process import in_one_process, run_here, shown
+from .in_process import in_one_process, run_stage, shown
 
 STAGES = ("data", "tokenizer", "pretrain", "sft", "compare", "reward", "ppo", "report")
-
-
-def run_stage(command: Sequence[str], here: bool) -> None:
-    """One stage: in this process, or launched as `make <stage>` launches it."""
-    print(f"all: {shown(command)}", flush=True)
-    if not here:
-        if subprocess.run(list(command)).returncode != 0:
-            raise RecipeError(f"the stage `{shlex.join(command)}` failed (its error is above); fix it and run again")
-        return
-    run_here(command)
 
 
 def run_all(model: str, hw: str, procs: int | None, args: Sequence[str]) -> None:
     here = in_one_process(hw, procs)
     for stage in STAGES:
-        run_stage(stage_command(model, stage, hw, procs, args), here)
+        command = stage_command(model, stage, hw, procs, args)
+        print(f"all: {shown(command)}", flush=True)
+        run_stage(command, here)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -1,5 +1,6 @@
-"""Running the sweep (`make sweep`, `make headtohead`): every stage from `from_stage` on, once per seed,
-launched as `make` launches it, each seed in its own folder; `evaluation.sweep` sums the seeds' reports up.
+"""Running the sweep (`make sweep`, `make headtohead`): every stage from `from_stage` on, once per seed, each
+seed in its own folder, run as `make` runs it (on one CPU process in this process, the imports paid once, as
+in `make all`); `evaluation.sweep` sums the seeds' reports up.
 
 With `methods` beyond PPO (the head-to-head), every method trains from the same seed's SFT model and reward
 model, and the seed's report is `methods.yaml`'s: one row per method, and with `report_overopt` the
@@ -8,7 +9,6 @@ frontier curves (gold against KL) along every method's snapshots beside best-of-
 from __future__ import annotations
 
 import json
-import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +19,7 @@ from ..training.config import RecipeError
 from ..training.outputs import write_json
 from ..training.recipes import outputs_root, recipe_config
 from .command import stage_command
+from .in_process import in_one_process, run_stage
 
 BEFORE_RL = ("pretrain", "sft", "compare", "reward")
 METHODS = ("ppo", "dpo", "rloo", "grpo")  # every policy-training stage after the reward model
@@ -103,8 +104,10 @@ def run_seed(args: SweepArguments, seed: int) -> dict:
             print(f"sweep: seed {seed} {stage}: done before, kept", flush=True)
             continue
         print(f"sweep: seed {seed} {stage} ...", flush=True)
-        if subprocess.run(seed_command(args, stage, seed_dir, seed)).returncode != 0:
-            raise RecipeError(f"seed {seed}: {stage} failed (its error is above); run the sweep again to go on")
+        try:
+            run_stage(seed_command(args, stage, seed_dir, seed), in_one_process(args.hw, args.procs))
+        except RecipeError as e:
+            raise RecipeError(f"seed {seed}, {stage}: {e} (the sweep goes on from there when run again)") from None
     return json.loads((seed_dir / report_stage(args) / "report.json").read_text())
 
 
