@@ -481,14 +481,16 @@ def server(outputs):
 # The longest files start first, so that under `make test`'s workers none is left running alone at the end.
 LONGEST_FIRST = [
     "test_deepspeed.py",
-    "test_own_data_pipeline.py",
-    "test_bad_input.py",
-    "test_distributed.py",
     "test_multinode.py",
     "test_resume.py",
+    "test_own_data_pipeline.py",
+    "test_distributed.py",
+    "test_talk.py",
+    "test_eval_harness.py",
     "test_real_recipes.py",
-    "test_peft.py",
+    "test_bad_input.py",
     "test_report.py",
+    "test_peft.py",
 ]
 
 
