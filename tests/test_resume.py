@@ -33,7 +33,9 @@ NOT_COMPARED = TIMING_KEYS | {"train_loss", "time/generation_s", "time/scoring_s
 
 
 @pytest.fixture
-def one_thread():
+def one_thread(monkeypatch):
+    """One thread here and in the stage run here, whatever this worker's share of the cores (cores.py)."""
+    monkeypatch.setenv("RLHF_RECIPES_THREADS", "1")
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     yield
@@ -43,19 +45,19 @@ def one_thread():
 def stage_args(stage, world_dir, tokenizer_dir, pretrained, sft_model, reward_model, out) -> list[str]:
     """Each stage's test arguments, with a checkpoint every few steps and no evaluation that is not needed."""
     if stage == "pretrain":
-        return pretrain_args(world_dir, tokenizer_dir, out, "--max_steps", "160", "--world_file", "") + [
-            *("--save_strategy", "steps", "--save_steps", "40"),
+        return pretrain_args(world_dir, tokenizer_dir, out, "--max_steps", "80", "--world_file", "") + [
+            *("--save_strategy", "steps", "--save_steps", "20"),
         ]
     if stage == "sft":
         return sft_args(world_dir, pretrained[0], out, "--world_file", "", "--eval_prompts", "") + [
-            *("--max_steps", "60", "--save_strategy", "steps", "--save_steps", "15"),
+            *("--max_steps", "40", "--save_strategy", "steps", "--save_steps", "10"),
         ]
     if stage == "reward":
         return reward_args(sft_model[0], world_dir / "preferences", out) + [
-            *("--max_steps", "80", "--save_strategy", "steps", "--save_steps", "20", "--normalize_rewards", "false"),
+            *("--max_steps", "40", "--save_strategy", "steps", "--save_steps", "10", "--normalize_rewards", "false"),
         ]
     return ppo_args(world_dir, sft_model[0], reward_model[0], out, "--world_file", "", "--eval_prompts", "") + [
-        *("--total_episodes", "64", "--save_strategy", "steps", "--save_steps", "2"),
+        *("--total_episodes", "32", "--save_strategy", "steps", "--save_steps", "1"),
     ]
 
 
@@ -148,9 +150,9 @@ def test_resume_false_starts_over_and_other_settings_are_refused(world_dir, toke
     out.rename(partial)  # as a run killed after its last checkpoint leaves it
     with pytest.raises(RecipeError, match=r"other settings \(learning_rate: 0.002 -> 0.001\).*--resume false"):
         script("pretrain")(args + ["--learning_rate", "1e-3"])
-    assert (partial / "checkpoint-160" / CHECKPOINT_DONE).is_file()  # refused: nothing removed
+    assert (partial / "checkpoint-80" / CHECKPOINT_DONE).is_file()  # refused: nothing removed
     capsys.readouterr()
     script("pretrain")(args + ["--learning_rate", "1e-3", "--resume", "false"])
     assert "resuming" not in capsys.readouterr().err
     state = json.loads((out / "trainer_state.json").read_text())
-    assert state["global_step"] == 160 and state["log_history"][0]["step"] == 5  # trained from step 0
+    assert state["global_step"] == 80 and state["log_history"][0]["step"] == 5  # trained from step 0
