@@ -27,8 +27,6 @@ import traceback
 from collections.abc import Sequence
 from pathlib import Path
 
-REPLY = '{"returncode"'
-
 
 class ForkServer:
     """One warm interpreter serving one command at a time (one per thread that runs commands); `also` names
@@ -56,24 +54,62 @@ class ForkServer:
     ) -> subprocess.CompletedProcess:
         """The script's run under `env` (the server's if None), once per rank with that rank's variables added;
         the ranks' output, rank 0's first."""
-        with self.lock, tempfile.TemporaryDirectory() as scratch:
-            job = {"script": script, "args": [str(a) for a in args], "cwd": str(cwd), "env": env}
-            job |= {"ranks": list(ranks), "output": str(Path(scratch) / "output"), "timeout_s": timeout_s}
+        return self.start(script, args, cwd, env, ranks, timeout_s).wait()
+
+    def start(
+        self,
+        script: str,
+        args: Sequence[str],
+        cwd: Path,
+        env: dict | None = None,
+        ranks: Sequence[dict] = ({},),
+        timeout_s: float = 600,
+        module: bool = False,
+    ) -> Running:
+        """`run`, returning once the ranks are forked (`.pids`); `.wait()` for the result. With `module`, the
+        script is a module's name, run as `python -m` runs it."""
+        self.lock.acquire()
+        scratch = tempfile.TemporaryDirectory()
+        job = {"script": script, "module": module, "args": [str(a) for a in args], "cwd": str(cwd), "env": env}
+        job |= {"ranks": list(ranks), "output": str(Path(scratch.name) / "output"), "timeout_s": timeout_s}
+        try:
             self.process.stdin.write(json.dumps(job) + "\n")
             self.process.stdin.flush()
+            return Running(self, job, scratch, self.reply("pids"))
+        except BaseException:
+            scratch.cleanup()
+            self.lock.release()
+            raise
+
+    def reply(self, key: str):
+        """The server's next answer `{key: value}`; anything else on its stdout is not ours."""
+        line = self.process.stdout.readline()
+        while line and not line.startswith(f'{{"{key}"'):
             line = self.process.stdout.readline()
-            while line and not line.startswith(REPLY):  # anything else on the server's stdout is not ours
-                line = self.process.stdout.readline()
-            if not line:
-                raise RuntimeError("the fork server died; run the command in a fresh interpreter to see why")
-            returncode = json.loads(line)["returncode"]
-            files = [[f"{job['output']}.{rank}.{fd}" for rank in range(len(ranks))] for fd in (1, 2)]
-            out, err = ("".join(Path(f).read_text() for f in by_rank) for by_rank in files)
-            return subprocess.CompletedProcess([script, *args], returncode, out, err)
+        if not line:
+            raise RuntimeError("the fork server died; run the command in a fresh interpreter to see why")
+        return json.loads(line)[key]
 
     def close(self) -> None:
         self.process.stdin.close()
         self.process.wait(timeout=60)
+
+
+class Running:
+    """A command the server has forked: its ranks' `pids`, and `wait()` for its end."""
+
+    def __init__(self, server: ForkServer, job: dict, scratch: tempfile.TemporaryDirectory, pids: list[int]):
+        self.server, self.job, self.scratch, self.pids = server, job, scratch, pids
+
+    def wait(self) -> subprocess.CompletedProcess:
+        try:
+            returncode = self.server.reply("returncode")
+            files = [[f"{self.job['output']}.{rank}.{fd}" for rank in range(len(self.pids))] for fd in (1, 2)]
+            out, err = ("".join(Path(f).read_text() for f in by_rank) for by_rank in files)
+            return subprocess.CompletedProcess([self.job["script"], *self.job["args"]], returncode, out, err)
+        finally:
+            self.scratch.cleanup()
+            self.server.lock.release()
 
 
 def launch_ranks(command: Sequence[str], master_port: int) -> tuple[dict, list[dict]]:
@@ -125,10 +161,14 @@ def _child(job: dict, rank: int) -> None:
         for fd in (1, 2):
             os.dup2(os.open(f"{job['output']}.{rank}.{fd}", os.O_WRONLY | os.O_CREAT | os.O_TRUNC), fd)
         os.dup2(os.open(os.devnull, os.O_RDONLY), 0)
-        script = os.path.abspath(job["script"])
         sys.argv = [job["script"], *job["args"]]
-        sys.path[0] = os.path.dirname(script)  # as `python script` sets it
-        runpy.run_path(script, run_name="__main__")
+        if job["module"]:
+            sys.path[0] = os.getcwd()  # as `python -m module` sets it
+            runpy.run_module(job["script"], run_name="__main__", alter_sys=True)
+        else:
+            script = os.path.abspath(job["script"])
+            sys.path[0] = os.path.dirname(script)  # as `python script` sets it
+            runpy.run_path(script, run_name="__main__")
         code = 0
     except SystemExit as e:
         if isinstance(e.code, int) or e.code is None:
@@ -152,6 +192,7 @@ def _run(job: dict) -> int:
         if pid == 0:
             _child(job, rank)
         running[pid] = rank
+    print(json.dumps({"pids": list(running)}), flush=True)
     code, deadline = 0, time.monotonic() + job["timeout_s"]
     while running:
         pid, status = os.waitpid(-1, os.WNOHANG)

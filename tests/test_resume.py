@@ -1,18 +1,18 @@
 """A training stage killed with SIGKILL resumes from its last complete checkpoint, to the same weights.
 
 For each training stage: an uninterrupted run (the reference), then the same command run as `make <stage>`
-runs it (on one CPU process, in the process make starts), killed with SIGKILL once a checkpoint is
-complete, and run again. The second run must say where it resumes, skip a checkpoint that was still being
-written, and end with the reference's step counter and, bit for bit, its weights. Bit-identity needs one
-thread on both sides (RLHF_RECIPES_THREADS=1 for the command; torch.set_num_threads(1) in process): float
-sums reduced across a different number of threads differ in the last bits.
+runs it (on one CPU process, `python -m rlhf_recipes.stages.command`, here forked from a warm interpreter:
+tests/forkserver.py), killed with SIGKILL once a checkpoint is complete, and run again. The second run
+must say where it resumes, skip a checkpoint that was still being written, and end with the reference's
+step counter and, bit for bit, its weights. Bit-identity needs one thread on both sides
+(RLHF_RECIPES_THREADS=1 for the command and the run in process): float sums reduced across a different
+number of threads differ in the last bits.
 """
 
 import json
 import os
 import shutil
 import signal
-import subprocess
 import time
 from pathlib import Path
 
@@ -20,7 +20,17 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from conftest import ROOT, launch_command, ppo_args, pretrain_args, reward_args, script, sft_args
+from conftest import (
+    LAUNCH_ENV,
+    ROOT,
+    launch_command,
+    ppo_args,
+    pretrain_args,
+    reward_args,
+    script,
+    sft_args,
+    warm_server,
+)
 from rlhf_recipes.training.config import RecipeError
 from rlhf_recipes.training.outputs import CHECKPOINT_DONE, MANIFEST
 
@@ -65,28 +75,31 @@ MAINS = {stage: script(stage) for stage in ("pretrain", "sft", "reward", "ppo")}
 
 
 def launch_and_kill(stage: str, args: list[str], partial: Path) -> str:
-    """Run the stage as `make` does and SIGKILL its process group once a checkpoint is complete."""
-    command = launch_command("cpu", stage, *args)
-    env = {**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1", "RLHF_RECIPES_THREADS": "1"}
-    process = subprocess.Popen(
-        command, cwd=ROOT, env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-    )
+    """Run the stage as `make` does (`python -m rlhf_recipes.stages.command ...`, forked from a warm interpreter)
+    and SIGKILL it once a checkpoint is complete."""
+    python, _, module, *command = launch_command("cpu", stage, *args)
+    env = {**os.environ, **LAUNCH_ENV, "RLHF_RECIPES_THREADS": "1"}
+    running = warm_server().start(module, command, ROOT, env=env, module=True)
+    (pid,) = running.pids
     deadline = time.monotonic() + 300
     while not list(partial.glob(f"checkpoint-*/{CHECKPOINT_DONE}")):
-        if process.poll() is not None or time.monotonic() > deadline:
-            process.kill()
-            pytest.fail(f"{stage} ended before its first checkpoint: {process.stderr.read()[-2000:]}")
+        if not alive(pid) or time.monotonic() > deadline:
+            if alive(pid):
+                os.kill(pid, signal.SIGKILL)
+            pytest.fail(f"{stage} ended before its first checkpoint: {running.wait().stderr[-2000:]}")
         time.sleep(0.02)
-    os.killpg(process.pid, signal.SIGKILL)
-    process.wait()
-    while True:  # the first process is gone; wait for any it started too
-        try:
-            os.killpg(process.pid, 0)
-        except ProcessLookupError:
-            break
-        time.sleep(0.05)
+    os.kill(pid, signal.SIGKILL)
+    assert running.wait().returncode == -signal.SIGKILL
     done = sorted((p.parent for p in partial.glob(f"checkpoint-*/{CHECKPOINT_DONE}")), key=lambda p: int(p.name[11:]))
     return done[-1].name
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
 
 
 def fake_half_written(partial: Path, complete: str) -> str:
