@@ -8,7 +8,7 @@ process runs the script in its own process, stages/in_process.py). Each must exi
 its fix, and leave no output directory and no `<output_dir>.partial` (no case gets as far as a checkpoint).
 A fresh interpreter costs seconds of imports, so one module fixture runs them all, two at a time, and the
 tests check the results: the launched case through `accelerate launch`, the rest as scripts forked from a warm
-interpreter (`forkserver.py`) or, where a command needs its own environment or wrapper, in a fresh one.
+interpreter (`forkserver.py`, under the case's environment) or, where a command needs a wrapper, in a fresh one.
 
 A full disk is a real one: a 16 KiB tmpfs mounted in a private mount namespace (`unshare --user
 --map-root-user --mount`, no root needed where user namespaces are on); where that is not allowed, a file size
@@ -24,7 +24,6 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from queue import Queue
 from types import SimpleNamespace
 
 import pytest
@@ -35,13 +34,12 @@ from transformers import (
     GPT2LMHeadModel,
 )
 
-from conftest import ROOT, SMALL_WORLD, TINY
-from forkserver import ForkServer
+from conftest import ROOT, SMALL_WORLD, TINY, warm_server
 
 pytestmark = pytest.mark.slow  # ~30 subprocesses: `make test`, not `make test-fast`
 
 LAUNCHED = {"sft"}  # the stages whose first case goes through `accelerate launch`
-WORKERS = 2  # commands at a time: a fresh interpreter's imports beside the forked cases
+WORKERS = 2  # commands at a time: a fresh interpreter's imports beside the forked cases (one at a time)
 DISK_SIZE = 16 * 1024  # fills up while the tokenizer stage saves its tokenizer.json (~22 KB)
 
 
@@ -609,22 +607,18 @@ ENV = {
 }
 
 
-def run(case: Case, launched: bool, warm: Queue) -> subprocess.CompletedProcess:
+def run(case: Case, launched: bool) -> subprocess.CompletedProcess:
     """The stage's real command: through `accelerate launch --quiet` as `make` runs it, or the script alone
-    (in a fork of a warm interpreter, `tests/forkserver.py`, unless it needs its own environment or wrapper)."""
+    (in a fork of this worker's warm interpreter, `tests/forkserver.py`, unless it needs its own wrapper)."""
     script = f"recipes/{case.stage}.py"
-    if not launched and not case.wrap and not case.env:
-        server = warm.get()
-        try:
-            return server.run(script, case.args, ROOT)
-        finally:
-            warm.put(server)
+    env = {**os.environ, **ENV, **case.env}
+    if not launched and not case.wrap:
+        return warm_server().run(script, case.args, ROOT, env=env)
     if launched:
         accelerate = str(Path(sys.executable).with_name("accelerate"))
         cmd = [accelerate, "launch", "--quiet", "--config_file", "accelerate_configs/cpu.yaml", script]
     else:
         cmd = [sys.executable, script]
-    env = {**os.environ, **ENV, **case.env}
     return subprocess.run(
         [*case.wrap, *cmd, *case.args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
     )
@@ -643,16 +637,8 @@ def results(assets) -> dict:
     firsts = {c.stage: name for name, c in reversed(cases.items()) if c.stage in LAUNCHED}
     launched = set(firsts.values())  # the first case of each launched stage goes through the launcher
     start = time.perf_counter()
-    warm = Queue()
-    servers = [ForkServer({**os.environ, **ENV})]  # a second would cost its imports again for forks of ~1 s
-    for server in servers:
-        warm.put(server)
-    try:
-        with ThreadPoolExecutor(WORKERS) as pool:
-            done = dict(zip(order, pool.map(lambda name: run(cases[name], name in launched, warm), order)))
-    finally:
-        for server in servers:
-            server.close()
+    with ThreadPoolExecutor(WORKERS) as pool:
+        done = dict(zip(order, pool.map(lambda name: run(cases[name], name in launched), order)))
     print(f"\n{len(cases)} bad-input commands in {time.perf_counter() - start:.0f} s with {WORKERS} workers")
     return {name: (cases[name], done[name], leftovers(cases[name], before[name])) for name in CASES}
 
