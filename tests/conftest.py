@@ -150,10 +150,10 @@ def pretrained(world_dir, tokenizer_dir, tmp_path_factory) -> tuple[Path, dict]:
     return out, metrics
 
 
-def run_cli(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
-    """Run a recipe script the way a user does, in a fresh interpreter."""
-    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
-    return subprocess.run([sys.executable, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+def run_cli(script: str, *args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
+    """Run a recipe script the way a user does (`python script args`), forked from a warm interpreter:
+    its output and exit status are the script's own (forkserver.py)."""
+    return warm_server().run(script, args, cwd, env={**os.environ, "PYTHONWARNINGS": "ignore"})
 
 
 def free_port() -> int:

@@ -1,8 +1,8 @@
 """Bad input: one clear line on stderr, a non-zero exit, and nothing that looks like a finished stage.
 
-A few cases run the script in a fresh interpreter, as a user does, to prove the one-line format and exit
-status of `cli()`; the rest call `main()` in-process (each subprocess costs ~6 s of imports) and check the
-`RecipeError` that `cli()` would print.
+A few cases run the script as a user does (forked from a warm interpreter, `forkserver.py`), to prove the
+one-line format and exit status of `cli()`; the rest call `main()` in-process and check the `RecipeError`
+that `cli()` would print.
 """
 
 import json
