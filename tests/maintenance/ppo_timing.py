@@ -69,6 +69,7 @@ def main() -> None:
     parser.add_argument("--output_dir", default="outputs/ppo-parity")
     bench = parser.parse_args()
     bench.bf16, bench.shape, bench.steps_per_round = False, "recipe", 0
+    bench.data_root = bench.outputs_root = None  # the recipe's own inputs, as `make all` left them
     out = Path(bench.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(0)
