@@ -494,6 +494,27 @@ LONGEST_FIRST = [
 ]
 
 
+# Files whose tests share a session fixture's process: under `make test` (`--dist loadfile`) they go to one
+# worker, so that only one of them starts it.
+SHARED_WORKER = {"test_openai_serving.py": "test_talk.py"}  # one `make serve` (the `server` fixture)
+
+
+def pytest_xdist_make_scheduler(config, log):
+    if config.getvalue("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadFileScheduling
+
+    class SharedFiles(LoadFileScheduling):
+        """pytest-xdist's per-file scheduling, with SHARED_WORKER's files as one."""
+
+        def _split_scope(self, nodeid: str) -> str:
+            path = super()._split_scope(nodeid)
+            shared = SHARED_WORKER.get(Path(path).name)
+            return str(Path(path).with_name(shared)) if shared else path
+
+    return SharedFiles(config, log)
+
+
 def pytest_collection_modifyitems(items):
     rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
     items.sort(key=lambda item: rank.get(item.path.name, len(rank)))
