@@ -29,8 +29,8 @@ from pathlib import Path
 
 
 class ForkServer:
-    """One warm interpreter serving one command at a time (one per thread that runs commands); `also` names
-    modules it imports beyond every recipe's (deepspeed)."""
+    """One warm interpreter serving one command at a time (a caller on another thread waits its turn); `also`
+    names modules it imports beyond every recipe's (deepspeed)."""
 
     def __init__(self, env: dict, also: Sequence[str] = ()) -> None:
         self.process = subprocess.Popen(
