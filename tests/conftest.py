@@ -178,7 +178,8 @@ def launch_command(hw: str, stage: str, *args: str, processes: int | None = None
 
 @functools.cache
 def warm_server() -> ForkServer:
-    """This test worker's warm interpreter for launches of several ranks, DeepSpeed imported too."""
+    """This test worker's warm interpreter (forkserver.py), DeepSpeed imported too: the ranks of a launch, the
+    bad-input cases, `run_cli`'s scripts and the resumed stages' killed runs are forked from it."""
     return ForkServer({**os.environ, **LAUNCH_ENV}, also=["deepspeed"])
 
 
