@@ -57,14 +57,16 @@ class FullLogitsOnCPU:
     TRL 1.16's SFT, DPO, GRPO and RLOO trainers score tokens through a fused LM head that never holds the
     `(tokens, vocabulary)` logits: on a GPU a Triton kernel, elsewhere tiles folded in float32 by Python-level
     torch code, recomputed in the backward pass. On a CPU with a small vocabulary that makes an SFT step 1.56x
-    a plain one (the tiny model: 96 ms against 61 ms; with this, 64 ms), and `make bench` measured SFT and DPO
-    at 0.60x their plain loops. On a CPU this computes the same outputs (log-probabilities, entropy, the other
-    per-token fields TRL asks for) from the full logits with plain autograd; on any other device TRL's own
-    function runs. Upstream: none filed (the fused head is huggingface/trl's memory optimization for large
-    vocabularies on GPUs). tests/test_compat.py holds it to TRL's function, outputs and gradients.
+    a plain one (the tiny model: 96 ms against 61 ms), and `make bench` measured SFT and DPO at 0.60x their
+    plain loops. On a CPU this computes the same outputs (log-probabilities, entropy, the other per-token
+    fields TRL asks for) from the full logits, with the gradient written out (`_full_logits_function`); on
+    any other device TRL's own function runs. Upstream: none filed (the fused head is huggingface/trl's memory
+    optimization for large vocabularies on GPUs). tests/test_compat.py holds it to TRL's function, outputs and
+    gradients.
     """
 
     trl_function = None  # TRL's ChunkedLogProbFunction, set by `full_logits_on_cpu`
+    function = None  # the autograd Function, built on first use (it needs torch, which this module defers)
 
     @classmethod
     def apply(cls, hidden, weight, bias, targets, temperature, chunk_size, softcap=None, logit_scale=1.0, outputs=()):
@@ -72,20 +74,63 @@ class FullLogitsOnCPU:
             return cls.trl_function.apply(
                 hidden, weight, bias, targets, temperature, chunk_size, softcap, logit_scale, outputs
             )
-        import torch
+        cls.function = cls.function or _full_logits_function()
+        return cls.function.apply(hidden, weight, bias, targets, temperature, softcap, logit_scale, tuple(outputs))
 
-        z = torch.nn.functional.linear(hidden, weight, bias).float() * logit_scale
-        if softcap is not None:
-            z = softcap * torch.tanh(z / softcap)
-        z = z / temperature
-        log_p = z.log_softmax(-1)
-        log_probs = log_p.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
-        entropy = -(log_p.exp() * log_p).sum(-1) if "entropy" in outputs else None
-        with torch.no_grad():  # as in TRL: these three carry no gradient
+
+def _full_logits_function():
+    """The full-logits scoring as one autograd Function, its backward written out.
+
+    Left to autograd, the same forward recorded every step of it: a backward through the entropy that TRL's
+    SFT trainer only logs, and through the identity scalings (temperature and logit scale 1). Here the
+    forward records nothing and the backward is the logits' gradient in closed form: for log p_t,
+    onehot(t) - p; for the entropy H, -p (log p + H); each only when its output has a gradient.
+    """
+    import torch
+
+    class FullLogits(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, hidden, weight, bias, targets, temperature, softcap, logit_scale, outputs):
+            ctx.set_materialize_grads(False)  # an output nobody differentiates gets None, not zeros
+            scaled = torch.nn.functional.linear(hidden, weight, bias).float()
+            scaled = scaled * logit_scale if logit_scale != 1.0 else scaled
+            capped = softcap * torch.tanh(scaled / softcap) if softcap is not None else scaled
+            z = capped / temperature if temperature != 1.0 else capped
+            log_p = z.log_softmax(-1)
+            log_probs = log_p.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+            entropy = -(log_p.exp() * log_p).sum(-1) if "entropy" in outputs else None
             log_sum_sq_probs = torch.logsumexp(2 * log_p, -1) if "log_sum_sq_probs" in outputs else None
             mean_logits = z.mean(-1) if "mean_logits" in outputs else None
             is_top1 = z.argmax(-1) == targets if "is_top1" in outputs else None  # the first of equal maxima
-        return log_probs, entropy, log_sum_sq_probs, mean_logits, is_top1
+            ctx.save_for_backward(hidden, weight, targets, log_p, entropy, capped if softcap is not None else None)
+            ctx.settings = (bias is not None, temperature, softcap, logit_scale)
+            ctx.mark_non_differentiable(*(t for t in (log_sum_sq_probs, mean_logits, is_top1) if t is not None))
+            return log_probs, entropy, log_sum_sq_probs, mean_logits, is_top1
+
+        @staticmethod
+        def backward(ctx, d_log_probs, d_entropy, *_):  # as in TRL: the last three carry no gradient
+            hidden, weight, targets, log_p, entropy, capped = ctx.saved_tensors
+            has_bias, temperature, softcap, logit_scale = ctx.settings
+            if d_log_probs is None and d_entropy is None:
+                return (None,) * 8
+            p = log_p.exp()
+            d_z = None
+            if d_entropy is not None:
+                d_z = (log_p + entropy.unsqueeze(-1)).mul_(p).mul_(-d_entropy.unsqueeze(-1))
+            if d_log_probs is not None:
+                d_scored = p.mul_(-d_log_probs.unsqueeze(-1))
+                d_scored.scatter_add_(-1, targets.unsqueeze(-1), d_log_probs.unsqueeze(-1).to(p.dtype))
+                d_z = d_scored if d_z is None else d_z.add_(d_scored)
+            d_z = d_z / temperature if temperature != 1.0 else d_z
+            d_z = d_z * (1 - (capped / softcap) ** 2) if softcap is not None else d_z
+            d_z = d_z * logit_scale if logit_scale != 1.0 else d_z
+            needs = ctx.needs_input_grad
+            d_hidden = (d_z @ weight.float()).to(hidden.dtype) if needs[0] else None
+            d_weight = (d_z.t() @ hidden.float()).to(weight.dtype) if needs[1] else None
+            d_bias = d_z.sum(0).to(weight.dtype) if has_bias and needs[2] else None
+            return d_hidden, d_weight, d_bias, None, None, None, None, None
+
+    return FullLogits
 
 
 def full_logits_on_cpu() -> None:
