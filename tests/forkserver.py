@@ -5,9 +5,10 @@ its first argument, and a launch of two ranks pays that twice more, plus the lau
 file run as a script) imports those libraries once, computes nothing, and forks a child per command, or per
 rank of a launch: the child takes the command's environment, working directory and output files, runs the
 script as `__main__` with the command's arguments, runs the exit handlers and exits with the script's status,
-as the same command in a fresh interpreter would. A launch's ranks take the environment `accelerate launch`
-would give each one (`launch_ranks`, from accelerate's own code): when one fails, the others are stopped, as
-torchrun stops them. What a library reads from the environment while it is imported is the server's.
+as the same command in a fresh interpreter would (a `sitecustomize.py` on a PYTHONPATH of its own included).
+A launch's ranks take the environment `accelerate launch` would give each one (`launch_ranks`, from
+accelerate's own code): when one fails, the others are stopped, as torchrun stops them. What a library reads
+from the environment while it is imported is the server's.
 """
 
 from __future__ import annotations
@@ -51,10 +52,11 @@ class ForkServer:
         env: dict | None = None,
         ranks: Sequence[dict] = ({},),
         timeout_s: float = 600,
+        module: bool = False,
     ) -> subprocess.CompletedProcess:
         """The script's run under `env` (the server's if None), once per rank with that rank's variables added;
         the ranks' output, rank 0's first."""
-        return self.start(script, args, cwd, env, ranks, timeout_s).wait()
+        return self.start(script, args, cwd, env, ranks, timeout_s, module).wait()
 
     def start(
         self,
@@ -150,6 +152,16 @@ def _warm_up(also: Sequence[str]) -> None:
         importlib.import_module(module)
 
 
+def _start_up_with_pythonpath() -> None:
+    """What a fresh interpreter makes of a PYTHONPATH the server did not start with: its folders on sys.path,
+    and the first `sitecustomize.py` among them run (site.py runs the first one on the path)."""
+    new = [f for f in os.environ.get("PYTHONPATH", "").split(os.pathsep) if f and f not in sys.path]
+    sys.path[1:1] = new
+    hooks = [Path(f, "sitecustomize.py") for f in new if Path(f, "sitecustomize.py").is_file()]
+    if hooks:
+        runpy.run_path(str(hooks[0]), run_name="sitecustomize")
+
+
 def _child(job: dict, rank: int) -> None:
     code = 1
     try:
@@ -157,6 +169,7 @@ def _child(job: dict, rank: int) -> None:
             os.environ.clear()
             os.environ.update(job["env"])
         os.environ.update(job["ranks"][rank])
+        _start_up_with_pythonpath()
         os.chdir(job["cwd"])
         for fd in (1, 2):
             os.dup2(os.open(f"{job['output']}.{rank}.{fd}", os.O_WRONLY | os.O_CREAT | os.O_TRUNC), fd)

@@ -1,14 +1,18 @@
 """Issue #12's done-when: every stage on a user's data files, through `make`, never opens `data/world/`.
 
 The data has nothing to do with the world (definitions of invented words, generated here) and has a train
-split only. The commands run in a checkout with a world in `data/world/` (as after `make all`), where a stage
-that fell back on it would find it. An audit hook in every interpreter the commands start logs any attempt
-to open a file or list a folder under `data/world/`, found or not (a checkout without a world would only
-turn the same attempt into an error); the log must stay empty, and no stage may report a world metric.
+split only. Each stage runs the command `make <stage>` runs (read with `make -n`), in a checkout with a world
+in `data/world/` (as after `make all`), where a stage that fell back on it would find it. An audit hook in
+every interpreter the commands start logs any attempt to open a file or list a folder under `data/world/`,
+found or not (a checkout without a world would only turn the same attempt into an error); the log must stay
+empty, and no stage may report a world metric. The commands are forked from the worker's warm interpreter
+(forkserver.py), which runs the hook's `sitecustomize.py` as a fresh interpreter would: six fresh ones would
+pay ~40 s of imports.
 """
 
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -16,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT
+from conftest import ROOT, warm_server
 from test_own_data import definitions, preference_rows, sft_rows, write_jsonl
 
 pytestmark = pytest.mark.slow
@@ -66,6 +70,14 @@ def audited(root: Path, hooks: Path) -> dict[str, str]:
     }
 
 
+def run_as_make_would(root: Path, env: dict, *make_args: str) -> subprocess.CompletedProcess:
+    """The one command `make <make_args>` runs (`python -m <module> ...`), forked from the warm interpreter."""
+    planned = subprocess.run(["make", "-n", *make_args], cwd=root, env=env, capture_output=True, text=True, check=True)
+    python, flag, module, *args = shlex.split(planned.stdout)
+    assert (python, flag) == (sys.executable, "-m"), planned.stdout
+    return warm_server().run(module, args, root, env=env, module=True)
+
+
 def checkout(root: Path, world: Path, hooks: Path) -> dict[str, dict]:
     """Run every stage with `make` in a checkout at `root` holding `world`; return each stage's metrics.json."""
     root.mkdir()
@@ -76,9 +88,7 @@ def checkout(root: Path, world: Path, hooks: Path) -> dict[str, dict]:
     env = audited(root, hooks)
     venv = Path(sys.executable).parent.parent
     for stage, args in STAGES.items():
-        done = subprocess.run(
-            ["make", stage, f"VENV={venv}", f"ARGS={args}"], cwd=root, env=env, capture_output=True, text=True
-        )
+        done = run_as_make_would(root, env, stage, f"VENV={venv}", f"ARGS={args}")
         assert done.returncode == 0, f"make {stage}:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
     outputs = root / "outputs" / "tiny"
     return {stage: json.loads((outputs / stage / "metrics.json").read_text()) for stage in STAGES if stage != "report"}
@@ -107,7 +117,8 @@ def test_every_stage_on_a_users_files_never_opens_the_world(world_dir, tmp_path)
     model_card = (root / "outputs" / "tiny" / "pretrain" / "README.md").read_text()
     assert "- dataset: user/text.jsonl" in model_card and "world" not in model_card
 
-    # the hook sees what it should: an attempt on the world in the same environment is logged, found or not
-    for path in ("data/world/world.json", "data/world/no-such-file"):
-        subprocess.run([sys.executable, "-c", f"open({path!r})"], cwd=root, env=audited(root, hooks))
+    # the hook sees what it should: an attempt on the world, forked in the same environment, is logged, found or not
+    probe = tmp_path / "probe.py"
+    probe.write_text("for path in ('data/world/world.json', 'data/world/no-such-file'):\n    open(path)\n")
+    warm_server().run(str(probe), [], root, env=audited(root, hooks))
     assert log.read_text().count("data/world/") == 2
