@@ -72,7 +72,14 @@ def audited(root: Path, hooks: Path) -> dict[str, str]:
 
 def run_as_make_would(root: Path, env: dict, *make_args: str) -> subprocess.CompletedProcess:
     """The one command `make <make_args>` runs (`python -m <module> ...`), forked from the warm interpreter."""
-    planned = subprocess.run(["make", "-n", *make_args], cwd=root, env=env, capture_output=True, text=True, check=True)
+    planned = subprocess.run(
+        ["make", "-n", "--no-print-directory", *make_args],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     python, flag, module, *args = shlex.split(planned.stdout)
     assert (python, flag) == (sys.executable, "-m"), planned.stdout
     return warm_server().run(module, args, root, env=env, module=True)
