@@ -1,6 +1,8 @@
 """Shared fixtures: one tiny world, tokenizer and base model, built once per test session for real."""
 
+import fcntl
 import functools
+import json
 import os
 import socket
 import subprocess
@@ -81,29 +83,44 @@ def world_args(out: Path, *extra: str) -> list[str]:
     return ["--config", str(TINY / "data.yaml"), "--output_dir", str(out), *SMALL_WORLD, *extra]
 
 
+def built_once(tmp_path_factory, name: str, build) -> tuple[Path, object]:
+    """`(out, build(out))` for a session fixture, built once per run: `make test`'s first worker to ask builds it in
+    a folder the workers share (the parent of each one's base temp folder), the other waits and reads it back.
+    The value goes through JSON either way, so both see the same."""
+    base = tmp_path_factory.getbasetemp()
+    out = (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "built-once" / name / name
+    out.parent.mkdir(parents=True, exist_ok=True)
+    value = out.parent / "value.json"
+    with open(out.parent.with_suffix(".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # the builder's dependencies were built before: no lock waits on another
+        if not value.exists():
+            value.write_text(json.dumps(build(out)))
+        return out, json.loads(value.read_text())
+
+
 @pytest.fixture(scope="session")
 def world_dir(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("data") / "world"
-    script("data")(world_args(out))
-    return out
+    return built_once(tmp_path_factory, "world", lambda out: script("data")(world_args(out)))[0]
 
 
 @pytest.fixture(scope="session")
 def tokenizer_dir(world_dir, tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("outputs") / "tokenizer"
-    script("tokenizer")(
-        [
-            "--config",
-            str(TINY / "tokenizer.yaml"),
-            "--dataset_name",
-            str(world_dir / "pretrain"),
-            "--vocab_size",
-            "512",
-            "--output_dir",
-            str(out),
-        ]
-    )
-    return out
+    return built_once(tmp_path_factory, "tokenizer", lambda out: script("tokenizer")(tokenizer_args(world_dir, out)))[
+        0
+    ]
+
+
+def tokenizer_args(world_dir: Path, out: Path) -> list[str]:
+    return [
+        "--config",
+        str(TINY / "tokenizer.yaml"),
+        "--dataset_name",
+        str(world_dir / "pretrain"),
+        "--vocab_size",
+        "512",
+        "--output_dir",
+        str(out),
+    ]
 
 
 def pretrain_args(world_dir: Path, tokenizer_dir: Path, out: Path, *extra: str) -> list[str]:
@@ -145,9 +162,9 @@ def pretrain_args(world_dir: Path, tokenizer_dir: Path, out: Path, *extra: str) 
 
 @pytest.fixture(scope="session")
 def pretrained(world_dir, tokenizer_dir, tmp_path_factory) -> tuple[Path, dict]:
-    out = tmp_path_factory.mktemp("outputs") / "pretrain"
-    metrics = script("pretrain")(pretrain_args(world_dir, tokenizer_dir, out))
-    return out, metrics
+    return built_once(
+        tmp_path_factory, "pretrain", lambda out: script("pretrain")(pretrain_args(world_dir, tokenizer_dir, out))
+    )
 
 
 def run_cli(script: str, *args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
@@ -260,36 +277,37 @@ def sft_args(world_dir: Path, model_dir: Path, out: Path, *extra: str) -> list[s
 
 @pytest.fixture(scope="session")
 def sft_model(world_dir, pretrained, tmp_path_factory) -> tuple[Path, dict]:
-    out = tmp_path_factory.mktemp("outputs") / "sft"
-    return out, script("sft")(sft_args(world_dir, pretrained[0], out))
+    return built_once(tmp_path_factory, "sft", lambda out: script("sft")(sft_args(world_dir, pretrained[0], out)))
 
 
 @pytest.fixture(scope="session")
 def comparisons(world_dir, sft_model, tmp_path_factory) -> tuple[Path, dict]:
-    out = tmp_path_factory.mktemp("outputs") / "compare"
-    metrics = script("compare")(
-        [
-            "--config",
-            str(TINY / "compare.yaml"),
-            "--model_name_or_path",
-            str(sft_model[0]),
-            "--dataset_name",
-            str(world_dir / "comparison_prompts"),
-            "--world_file",
-            str(world_dir / "world.json"),
-            "--offline_pairs",
-            str(world_dir / "preferences"),
-            "--num_offline_pairs",
-            "50",
-            "--test_fraction",
-            "0.25",
-            "--max_new_tokens",
-            "24",
-            "--output_dir",
-            str(out),
-        ]
+    return built_once(
+        tmp_path_factory, "compare", lambda out: script("compare")(compare_args(world_dir, sft_model, out))
     )
-    return out, metrics
+
+
+def compare_args(world_dir: Path, sft_model, out: Path) -> list[str]:
+    return [
+        "--config",
+        str(TINY / "compare.yaml"),
+        "--model_name_or_path",
+        str(sft_model[0]),
+        "--dataset_name",
+        str(world_dir / "comparison_prompts"),
+        "--world_file",
+        str(world_dir / "world.json"),
+        "--offline_pairs",
+        str(world_dir / "preferences"),
+        "--num_offline_pairs",
+        "50",
+        "--test_fraction",
+        "0.25",
+        "--max_new_tokens",
+        "24",
+        "--output_dir",
+        str(out),
+    ]
 
 
 def reward_args(model_dir: Path, pairs_dir: Path, out: Path, *extra: str) -> list[str]:
@@ -315,11 +333,12 @@ def reward_args(model_dir: Path, pairs_dir: Path, out: Path, *extra: str) -> lis
 @pytest.fixture(scope="session")
 def reward_model(world_dir, sft_model, tmp_path_factory) -> tuple[Path, dict]:
     """From the tiny SFT model, as in the pipeline, on a few hundred easy offline pairs and their test split."""
-    out = tmp_path_factory.mktemp("outputs") / "reward"
-    metrics = script("reward")(
-        reward_args(sft_model[0], world_dir / "preferences", out, "--num_train_epochs", "2", "--learning_rate", "1e-3")
+    extra = ("--num_train_epochs", "2", "--learning_rate", "1e-3")
+    return built_once(
+        tmp_path_factory,
+        "reward",
+        lambda out: script("reward")(reward_args(sft_model[0], world_dir / "preferences", out, *extra)),
     )
-    return out, metrics
 
 
 def ppo_args(world_dir: Path, sft_dir: Path, reward_dir: Path, out: Path, *extra: str) -> list[str]:
