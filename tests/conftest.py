@@ -21,28 +21,35 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 # run and its resumed twin compute on as many threads whatever else runs (training/cores.py)
 _share = max(1, len(os.sched_getaffinity(0)) // int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")))
 os.environ["OMP_NUM_THREADS"] = os.environ["RLHF_RECIPES_THREADS"] = str(_share)  # the commands the tests start
-import torch  # noqa: E402
-
-torch.set_num_threads(_share)
 
 from forkserver import ForkServer, launch_ranks  # noqa: E402
-from rlhf_recipes.stages.command import stage_command  # noqa: E402
-from rlhf_recipes.stages.in_process import in_one_process  # noqa: E402
-from rlhf_recipes.stages.runner import stage_of  # noqa: E402
-from rlhf_recipes.training.config import declared  # noqa: E402
 
+# torch and the package are imported where they are used: under `make test` this file is also imported by
+# pytest-xdist's controller, which runs no test (~8 s of CPU while the workers start)
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ROOT / "recipes" / "tiny"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def threads_of_this_worker():
+    """Its share of the cores for what the tests train in this process."""
+    import torch
+
+    torch.set_num_threads(_share)
 
 
 def script(name: str):
     """`recipes/<name>.py`'s entry point, `main(argv) -> result`: the script as `python recipes/<name>.py` runs it,
     in this interpreter (errors raise RecipeError instead of exiting), never imported as a module."""
+    from rlhf_recipes.training.config import declared
+
     return declared(ROOT / "recipes" / f"{name}.py")
 
 
 def stage(name: str):
     """The Stage class a training script declares: `stage("sft").from_argv(argv)` -> (stage, output options)."""
+    from rlhf_recipes.stages.runner import stage_of
+
     return stage_of(ROOT / "recipes" / f"{name}.py")
 
 
@@ -183,6 +190,9 @@ def launch_command(hw: str, stage: str, *args: str, processes: int | None = None
     """What `make <stage>` runs: on one CPU process `python -m rlhf_recipes.stages.command`, which runs the stage
     in its own process; else the launch it builds (`stage_command`), on a port of its own. `args` start with
     the recipe's `--config recipes/<model>/<stage>.yaml` and override it."""
+    from rlhf_recipes.stages.command import stage_command
+    from rlhf_recipes.stages.in_process import in_one_process
+
     model = Path(args[1]).parent.name
     assert args[0] == "--config" and Path(args[1]).resolve() == (ROOT / "recipes" / model / f"{stage}.yaml").resolve()
     if in_one_process(hw, processes):
@@ -211,6 +221,8 @@ def launch(
     interpreter under the environment the launch gives each (forkserver.py) unless `forked=False`: a launch
     of two ranks costs three interpreters' imports, and what the launcher itself does is tested once, in
     test_distributed.py and test_multinode.py."""
+    from rlhf_recipes.stages.in_process import in_one_process
+
     env = {**os.environ, **LAUNCH_ENV, **(env or {})}
     command = launch_command(hw, stage, *args, processes=processes)
     if not forked or in_one_process(hw, processes):
@@ -502,15 +514,18 @@ def server(outputs):
 LONGEST_FIRST = [
     "test_deepspeed.py",
     "test_multinode.py",
-    "test_resume.py",
-    "test_own_data_pipeline.py",
-    "test_distributed.py",
     "test_talk.py",
-    "test_eval_harness.py",
+    "test_resume.py",
+    "test_distributed.py",
     "test_real_recipes.py",
     "test_bad_input.py",
-    "test_report.py",
+    "test_eval_harness.py",
     "test_peft.py",
+    "test_bilingual.py",
+    "test_report.py",
+    "test_labeler_zh.py",
+    "test_pipeline.py",
+    "test_own_data_pipeline.py",
 ]
 
 
