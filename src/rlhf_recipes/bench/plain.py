@@ -122,8 +122,11 @@ def real_tokens(rows: list[dict], columns: dict[str, int]) -> float:
 
 def group_baseline_loss(reference, reward_model, tokenizer, config, eos_penalty: float, leave_one_out: bool):
     """RLOO or GRPO by hand: sample `num_generations` answers per prompt (with the KV cache), score them with
-    the reward model (minus the missing-EOS penalty), take each answer's advantage from its group (the
-    others' mean for RLOO; the group mean and std for GRPO) and add a k3 KL to the frozen reference."""
+    the reward model (minus the missing-EOS penalty) and take each answer's advantage from its group, with the
+    KL to the frozen reference where each algorithm puts it. RLOO (as TRL's trainer and the RLOO paper): the
+    log-ratio summed over the answer comes off its reward, the baseline is the others' mean and the loss is per
+    answer; on-policy, the log-probabilities come from the training pass itself. GRPO: the group's mean and
+    std, and a k3 KL per token in the loss."""
     reference = copy.deepcopy(reference).eval().requires_grad_(False)
     pad, eos, group = tokenizer.pad_token_id, tokenizer.eos_token_id, config.num_generations
 
@@ -151,13 +154,16 @@ def group_baseline_loss(reference, reward_model, tokenizer, config, eos_penalty:
             mask = torch.cat([ids != pad, keep], 1).long()
             scores = reward_model(input_ids=out * mask + pad * (1 - mask), attention_mask=mask).logits[:, 0]
             scores = scores - eos_penalty * (ended[:, -1] == 0)
-            grouped = scores.view(-1, group)
-            if leave_one_out:
-                advantage = grouped - (grouped.sum(1, keepdim=True) - grouped) / (group - 1)
-            else:
-                advantage = (grouped - grouped.mean(1, keepdim=True)) / (grouped.std(1, keepdim=True) + 1e-4)
             ref = logps(reference, out, mask, width)
         policy = logps(model, out, mask, width)
+        if leave_one_out:
+            answer_logps = (policy * keep).sum(1)
+            kl = answer_logps.detach() - (ref * keep).sum(1)
+            grouped = (scores - config.beta * kl).view(-1, group)
+            advantage = grouped - (grouped.sum(1, keepdim=True) - grouped) / (group - 1)
+            return -(torch.exp(answer_logps - answer_logps.detach()) * advantage.view(-1)).mean()
+        grouped = scores.view(-1, group)
+        advantage = (grouped - grouped.mean(1, keepdim=True)) / (grouped.std(1, keepdim=True) + 1e-4)
         delta = ref - policy
         per_token = -torch.exp(policy - policy.detach()) * advantage.view(-1, 1) + config.beta * (
             delta.exp() - delta - 1
