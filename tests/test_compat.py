@@ -103,3 +103,24 @@ def test_deepspeed_s_cpu_all_reduce_op_serves_inference_only_and_is_not_built():
         assert backend.build_shm_op() is None
     finally:
         backend.build_shm_op = upstream
+
+
+def test_deepspeed_s_cpu_adam_is_built_without_debug_info_and_otherwise_as_upstream_builds_it():
+    """Upstream builds CPU Adam with `-g` (the workaround's reason to exist); the workaround drops that flag and
+    keeps every other one, in DeepSpeed's order. The offload test in test_deepspeed.py builds and trains with it."""
+    from deepspeed.accelerator import get_accelerator
+
+    from rlhf_recipes.compat import cpu_ops_built_without_debug_info
+
+    builder = get_accelerator().create_op_builder("CPUAdamBuilder")
+    upstream_class = type(builder).__mro__[1]
+    assert upstream_class.__name__ == "CPUOpBuilder"
+    upstream = upstream_class.cxx_args
+    with_debug_info = builder.cxx_args()
+    assert "-g" in with_debug_info and "-O3" in with_debug_info
+    try:
+        cpu_ops_built_without_debug_info()
+        cpu_ops_built_without_debug_info()  # twice is once
+        assert builder.cxx_args() == [arg for arg in with_debug_info if arg != "-g"]
+    finally:
+        upstream_class.cxx_args = upstream

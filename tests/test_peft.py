@@ -11,7 +11,6 @@ import sys
 
 import pytest
 import torch
-from bitsandbytes.nn import Linear4bit
 from peft import PeftConfig
 from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
@@ -83,6 +82,8 @@ def test_qlora_sft_trains_an_adapter_on_a_4bit_base(world_dir, pretrained, tmp_p
     )
     sft, _ = stage("sft").from_argv(args)
     model, _ = load_model(AutoModelForCausalLM, sft.model_args, sft.config, "fix")
+    from bitsandbytes.nn import Linear4bit  # here: ~1.4 s that every test worker's collection would pay
+
     assert isinstance(model.transformer.h[0].mlp.c_fc, Linear4bit)
     assert model.transformer.h[0].mlp.c_fc.weight.dtype == torch.uint8  # nf4 codes, two per byte
     script("sft")(args)

@@ -17,7 +17,7 @@ import torch
 from accelerate import PartialState
 from accelerate.utils import gather_object
 
-from ..compat import no_deepspeed_inference_op_on_cpu
+from ..compat import cpu_ops_built_without_debug_info, no_deepspeed_inference_op_on_cpu
 from .config import RecipeError
 from .cores import share_now
 
@@ -89,6 +89,7 @@ def apply_launch(parser, argv: Sequence[str] | None) -> list[str]:
     deepspeed = launched_with("DEEPSPEED")
     if deepspeed:
         no_deepspeed_inference_op_on_cpu()  # ~1 min of g++ for an op training never calls (compat.py)
+        cpu_ops_built_without_debug_info()  # CPU Adam in 2 x 28 s of g++ instead of 2 x 44 s
     if not on_cpu_by_launch() or (deepspeed and torch.cuda.is_available()):
         return argv
     fields = set().union(*(getattr(t, "__dataclass_fields__", {}) for t in parser.dataclass_types))
