@@ -65,7 +65,7 @@ def test_the_plain_loop_trains(pretrained):
     tokenizer = AutoTokenizer.from_pretrained(pretrained[0])
     rows = [{"input_ids": tokenizer(f"Fact {i % 4}: the answer is {i % 4}.").input_ids} for i in range(32)]
     loss = causal_lm_loss(tokenizer.pad_token_id)
-    loop = PlainLoop(model, rows, 8, 1e-3, loss, bf16=False)
+    loop = PlainLoop(model, rows, 8, loss, bf16=False, learning_rate=1e-3, max_grad_norm=1.0)
     batch = [rows[0], rows[1]]
     before = loss(model, batch, torch.device("cpu")).item()
     assert loop(12).steps == 12

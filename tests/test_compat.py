@@ -52,6 +52,34 @@ def test_full_logits_score_as_trl_s_chunked_function(temperature, softcap, scale
         torch.testing.assert_close(mine, trl, rtol=1e-4, atol=1e-5)
 
 
+def test_the_label_is_top1_only_as_the_first_of_tied_largest_logits():
+    from rlhf_recipes.compat import label_is_first_largest
+
+    logits = torch.randn(8, 12, generator=torch.Generator().manual_seed(2))
+    logits[:4, 3] = logits[:4, 7] = 9.0  # rows 0-3: logits 3 and 7 tie for the largest
+    labels = torch.tensor([3, 7, 5, 7, 0, 1, 2, 3])
+    labels[4:] = logits[4:].argmax(-1)
+    labels[7] = (labels[7] + 1) % 12  # one row whose label is not the largest
+    expected = logits.argmax(-1) == labels
+    assert expected.tolist() == [True, False, False, False, True, True, True, False]
+    assert torch.equal(label_is_first_largest(logits, labels), expected)
+
+
+def test_full_logits_without_gradients_score_the_same():
+    """Under no_grad (a reference model's scoring) the forward keeps nothing for a backward and scores the same."""
+    generator = torch.Generator().manual_seed(1)
+    hidden = torch.randn(9, 16, generator=generator, requires_grad=True)
+    weight = torch.randn(50, 16, generator=generator, requires_grad=True)
+    targets = torch.randint(0, 50, (9,), generator=generator)
+    args = (hidden, weight, None, targets, 1.0, 256, None, 1.0, FIELDS)
+    with_grad = FullLogitsOnCPU.apply(*args)
+    with torch.no_grad():
+        without = FullLogitsOnCPU.apply(*args)
+    assert with_grad[0].requires_grad and not without[0].requires_grad
+    for name, a, b in zip(FIELDS, with_grad, without):
+        assert torch.equal(a, b), name
+
+
 def test_a_model_s_fused_head_scores_the_same_through_it(monkeypatch):
     torch.manual_seed(0)
     model = GPT2LMHeadModel(GPT2Config(vocab_size=300, n_positions=32, n_embd=32, n_layer=1, n_head=2)).eval()

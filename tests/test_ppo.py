@@ -121,3 +121,17 @@ def test_reward_normalisation_puts_the_initial_policys_scores_at_mean_0_std_1(
     trainer.train()  # calibrated already: the run keeps the figures and saves them with its checkpoint
     saved = json.loads((tmp_path / "norm" / "checkpoint-2" / "trainer_state.json").read_text())
     assert (saved["reward_mean"], saved["reward_std"]) == calibrated
+
+
+def test_max_grad_norm_clips_the_update(ppo_model, world_dir, sft_model, reward_model, tmp_path):
+    """The tiny recipe does not clip (`max_grad_norm: 0.0`, as TRL's PPO); clipped to a norm far below Adam's
+    epsilon, the same run barely moves the policy from its start."""
+    out = tmp_path / "clipped"
+    script("ppo")(ppo_args(world_dir, sft_model[0], reward_model[0], out, "--max_grad_norm", "1e-9"))
+    start = AutoModelForCausalLM.from_pretrained(sft_model[0]).state_dict()
+
+    def moved(path) -> float:
+        weights = AutoModelForCausalLM.from_pretrained(path).state_dict()
+        return sum((weights[k].double() - start[k].double()).norm() ** 2 for k in start).sqrt().item()
+
+    assert moved(out) < 0.01 * moved(ppo_model[0])

@@ -199,3 +199,20 @@ def test_make_chat_and_serve_use_the_folders_own_settings_on_its_outputs(target)
     line = next(line for line in made.stdout.splitlines() if f"recipes/{target}.py" in line)
     assert f"--config recipes/tiny-zh/{target}.yaml" in line and "--outputs_dir" not in line
     assert recipe_config("tiny-zh", target, RECIPES)["outputs_dir"] == "outputs/tiny-zh"
+
+
+TRAINING_STAGES = ("pretrain", "sft", "reward", "dpo", "rloo", "grpo", "ppo")
+
+
+def test_every_training_stage_writes_its_gradient_clipping():
+    """Each recipe says what it clips its gradient at (DeepSpeed's `gradient_clipping: auto` reads it too) instead of
+    relying on transformers' default."""
+    folders = sorted(p.parent.name for p in RECIPES.glob(f"*/{RECIPE_FILE}"))
+    checked = [
+        (folder, name) for folder in folders for name in recipe_stages(folder, RECIPES) if name in TRAINING_STAGES
+    ]
+    assert len({folder for folder, _ in checked}) >= 5, checked
+    missing = [
+        f"{folder}/{name}" for folder, name in checked if "max_grad_norm" not in recipe_config(folder, name, RECIPES)
+    ]
+    assert not missing, missing

@@ -74,8 +74,14 @@ class FullLogitsOnCPU:
             return cls.trl_function.apply(
                 hidden, weight, bias, targets, temperature, chunk_size, softcap, logit_scale, outputs
             )
+        import torch
+
         cls.function = cls.function or _full_logits_function()
-        return cls.function.apply(hidden, weight, bias, targets, temperature, softcap, logit_scale, tuple(outputs))
+        differentiable = (hidden, weight) + ((bias,) if bias is not None else ())
+        backward = torch.is_grad_enabled() and any(t.requires_grad for t in differentiable)
+        return cls.function.apply(
+            hidden, weight, bias, targets, temperature, softcap, logit_scale, tuple(outputs), backward
+        )
 
 
 def _full_logits_function():
@@ -84,13 +90,15 @@ def _full_logits_function():
     Left to autograd, the same forward recorded every step of it: a backward through the entropy that TRL's
     SFT trainer only logs, and through the identity scalings (temperature and logit scale 1). Here the
     forward records nothing and the backward is the logits' gradient in closed form: for log p_t,
-    onehot(t) - p; for the entropy H, -p (log p + H); each only when its output has a gradient.
+    onehot(t) - p; for the entropy H, -p (log p + H); each only when its output has a gradient. The forward
+    keeps p for the backward (when one will run) instead of log p: the entropy needs p too, so a step that logs
+    it exponentiates once, not twice. The top-1 flag is TRL's: the label is the first of the largest logits.
     """
     import torch
 
     class FullLogits(torch.autograd.Function):
         @staticmethod
-        def forward(ctx, hidden, weight, bias, targets, temperature, softcap, logit_scale, outputs):
+        def forward(ctx, hidden, weight, bias, targets, temperature, softcap, logit_scale, outputs, backward):
             ctx.set_materialize_grads(False)  # an output nobody differentiates gets None, not zeros
             scaled = torch.nn.functional.linear(hidden, weight, bias).float()
             scaled = scaled * logit_scale if logit_scale != 1.0 else scaled
@@ -98,27 +106,28 @@ def _full_logits_function():
             z = capped / temperature if temperature != 1.0 else capped
             log_p = z.log_softmax(-1)
             log_probs = log_p.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
-            entropy = -(log_p.exp() * log_p).sum(-1) if "entropy" in outputs else None
+            p = log_p.exp() if backward or "entropy" in outputs else None
+            entropy = -(p * log_p).sum(-1) if "entropy" in outputs else None
             log_sum_sq_probs = torch.logsumexp(2 * log_p, -1) if "log_sum_sq_probs" in outputs else None
             mean_logits = z.mean(-1) if "mean_logits" in outputs else None
-            is_top1 = z.argmax(-1) == targets if "is_top1" in outputs else None  # the first of equal maxima
-            ctx.save_for_backward(hidden, weight, targets, log_p, entropy, capped if softcap is not None else None)
+            is_top1 = label_is_first_largest(z, targets) if "is_top1" in outputs else None
+            p = p if backward else None
+            ctx.save_for_backward(hidden, weight, targets, p, entropy, capped if softcap is not None else None)
             ctx.settings = (bias is not None, temperature, softcap, logit_scale)
             ctx.mark_non_differentiable(*(t for t in (log_sum_sq_probs, mean_logits, is_top1) if t is not None))
             return log_probs, entropy, log_sum_sq_probs, mean_logits, is_top1
 
         @staticmethod
         def backward(ctx, d_log_probs, d_entropy, *_):  # as in TRL: the last three carry no gradient
-            hidden, weight, targets, log_p, entropy, capped = ctx.saved_tensors
+            hidden, weight, targets, p, entropy, capped = ctx.saved_tensors
             has_bias, temperature, softcap, logit_scale = ctx.settings
             if d_log_probs is None and d_entropy is None:
-                return (None,) * 8
-            p = log_p.exp()
+                return (None,) * 9
             d_z = None
-            if d_entropy is not None:
-                d_z = (log_p + entropy.unsqueeze(-1)).mul_(p).mul_(-d_entropy.unsqueeze(-1))
+            if d_entropy is not None:  # -(p log p + p H), with 0 log 0 = 0 where p underflowed
+                d_z = torch.xlogy(p, p).add_(p * entropy.unsqueeze(-1)).mul_(-d_entropy.unsqueeze(-1))
             if d_log_probs is not None:
-                d_scored = p.mul_(-d_log_probs.unsqueeze(-1))
+                d_scored = p.mul(-d_log_probs.unsqueeze(-1))
                 d_scored.scatter_add_(-1, targets.unsqueeze(-1), d_log_probs.unsqueeze(-1).to(p.dtype))
                 d_z = d_scored if d_z is None else d_z.add_(d_scored)
             d_z = d_z / temperature if temperature != 1.0 else d_z
@@ -128,9 +137,25 @@ def _full_logits_function():
             d_hidden = (d_z @ weight.float()).to(hidden.dtype) if needs[0] else None
             d_weight = (d_z.t() @ hidden.float()).to(weight.dtype) if needs[1] else None
             d_bias = d_z.sum(0).to(weight.dtype) if has_bias and needs[2] else None
-            return d_hidden, d_weight, d_bias, None, None, None, None, None
+            return d_hidden, d_weight, d_bias, None, None, None, None, None, None
 
     return FullLogits
+
+
+def label_is_first_largest(logits, labels):
+    """`logits.argmax(-1) == labels` (the first of equal largest logits counts), at a third of its cost on a CPU.
+
+    torch's argmax over a row runs ~13x slower than its max (0.88 ms against 0.07 ms on SFT's logits here):
+    the label is top-1 when its logit is the row's largest and no other logit equals it; the rare tied rows
+    go through argmax.
+    """
+    largest = logits.amax(-1)
+    is_top1 = logits.gather(-1, labels.unsqueeze(-1)).squeeze(-1) >= largest
+    others = logits.scatter(-1, labels.unsqueeze(-1), float("-inf")).amax(-1)
+    tied = (is_top1 & (others >= largest)).nonzero().squeeze(-1)
+    if len(tied):
+        is_top1[tied] = logits[tied].argmax(-1) == labels[tied]
+    return is_top1
 
 
 def full_logits_on_cpu() -> None:

@@ -2,8 +2,8 @@
 
 Each loop trains its own copy of the stage's model on the rows the recipe's trainer trains on (the
 trainer's own tokenized dataset), in batches of the same size padded to the longest row, with AdamW at
-the same learning rate (or the recipe's own optimizer, as pretraining's Muon) and, where the recipe uses
-it, the same autocast. Nothing else: no callbacks,
+the same learning rate (or the recipe's own optimizer, as pretraining's Muon), the gradient clipped at the
+recipe's `max_grad_norm` and, where the recipe uses it, the same autocast. Nothing else: no callbacks,
 logging, metrics or scheduler; the speed a careful engineer gets by hand.
 """
 
@@ -39,12 +39,29 @@ def completion_logps(model, ids, mask, completion_start: torch.Tensor) -> torch.
 
 
 class PlainLoop:
-    """`steps` optimizer steps of `loss_fn` over shuffled batches of `rows`, timed as a `Round`."""
+    """`steps` optimizer steps of `loss_fn` over batches of `rows`, timed as a `Round`.
+
+    With `batch_order` (lists of row indices), every round trains on those batches from the first, as each
+    `train()` of the recipe's trainer starts its seeded epoch over: both sides then time the same batches, which
+    are padded to their longest row (SFT's 8-step rounds: 80 to 128 tokens). Otherwise, shuffled batches.
+    """
 
     def __init__(
-        self, model, rows: list[dict], batch_size: int, learning_rate: float, loss_fn, bf16: bool, optimizer=None
+        self,
+        model,
+        rows: list[dict],
+        batch_size: int,
+        loss_fn,
+        bf16: bool,
+        *,
+        learning_rate: float,
+        max_grad_norm: float,
+        optimizer=None,
+        batch_order: list[list[int]] | None = None,
     ) -> None:
         self.model = model.train()
+        self.rows, self.batch_order = rows, batch_order
+        self.max_grad_norm = max_grad_norm
         self.optimizer = optimizer or torch.optim.AdamW(self.model.parameters(), lr=learning_rate, weight_decay=0.0)
         self.loader = DataLoader(rows, batch_size=batch_size, shuffle=True, collate_fn=list, drop_last=True)
         self.loss_fn, self.bf16 = loss_fn, bf16
@@ -59,12 +76,16 @@ class PlainLoop:
         return batch
 
     def __call__(self, steps: int) -> Round:
+        if self.batch_order is not None:
+            self.batches = iter([[self.rows[i] for i in batch] for batch in self.batch_order])
         start = time.perf_counter()
         for _ in range(steps):
             autocast = torch.autocast(self.device.type, torch.bfloat16) if self.bf16 else contextlib.nullcontext()
             with autocast:
                 loss = self.loss_fn(self.model, self.next_batch(), self.device)
             loss.backward()
+            if self.max_grad_norm > 0:
+                torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.max_grad_norm)
             self.optimizer.step()
             self.optimizer.zero_grad(set_to_none=True)
         if self.device.type == "cuda":

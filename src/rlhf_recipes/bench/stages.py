@@ -9,6 +9,7 @@ script again, with `--stage`), so its peak RSS is its own.
 from __future__ import annotations
 
 import copy
+import itertools
 import json
 import subprocess
 import sys
@@ -50,6 +51,8 @@ def recipe_args(bench, stage: str, work: Path, models: dict) -> list[str]:
     if stage != "ppo":
         steps = bench.updates_per_round if stage in ONLINE else bench.steps_per_round
         argv += ["--eval_strategy", "no", "--max_steps", str(steps), "--disable_tqdm", "true"]
+    if stage not in (*ONLINE, "ppo"):
+        argv += ["--gradient_accumulation_steps", "1"]  # one batch a step, as the plain loop takes them
     if models:
         argv += {
             "pretrain": [f"--{k}={v}" for k, v in SHAPES[bench.shape].items() if k != "vocab_size"],
@@ -114,7 +117,10 @@ def offline_stage(bench, stage: str, argv: list[str]) -> dict:
     train_rows = trainer.train_dataset.flatten_indices()
     rows = train_rows.select_columns(sorted({"labels", *columns} & set(train_rows.column_names))).to_list()
     batch = config.per_device_train_batch_size
-    plain = PlainLoop(plain_model, rows, batch, config.learning_rate, loss, bench.bf16, recipe.optimizer(plain_model))
+    settings = {"learning_rate": config.learning_rate, "max_grad_norm": config.max_grad_norm}
+    order = list(itertools.islice(trainer.get_train_dataloader().batch_sampler, bench.steps_per_round))
+    optimizer = recipe.optimizer(plain_model)
+    plain = PlainLoop(plain_model, rows, batch, loss, bench.bf16, **settings, optimizer=optimizer, batch_order=order)
     sides = {"recipe": lambda: time_trainer(trainer, clock, bench.steps_per_round)}
     sides["plain"] = lambda: plain(bench.steps_per_round)
     trained = model.num_parameters()
@@ -140,7 +146,8 @@ def online_stage(bench, stage: str, argv: list[str]) -> dict:
     penalty = recipe.args.missing_eos_penalty
     loss = group_baseline_loss(plain_model, recipe.reward, tokenizer, config, penalty, stage == "rloo")
     prompts_per_step = config.per_device_train_batch_size // config.num_generations
-    plain = PlainLoop(plain_model, rows, prompts_per_step, config.learning_rate, loss, bench.bf16)
+    settings = {"learning_rate": config.learning_rate, "max_grad_norm": config.max_grad_norm}
+    plain = PlainLoop(plain_model, rows, prompts_per_step, loss, bench.bf16, **settings)
     steps = bench.updates_per_round
     timed = interleave(
         {"recipe": lambda: time_trainer(trainer, clock, steps), "plain": lambda: plain(steps)}, bench.rounds

@@ -68,6 +68,10 @@ class PPOConfig(TrainingArguments):
             "every later score (and the value model) to mean 0, std 1 on them; 0: the reward model's raw scores."
         ),
     )
+    max_grad_norm: float = field(
+        default=0.0,
+        metadata=_help("Clip the policy's and value model's gradient to this norm; 0: no clipping (as TRL's PPO)."),
+    )
     cliprange: float = field(default=0.2, metadata=_help("PPO's clip range of the probability ratio."))
     vf_coef: float = field(default=0.1, metadata=_help("Weight of the value loss."))
     cliprange_value: float = field(default=0.2, metadata=_help("Clip range of the value around its old value."))

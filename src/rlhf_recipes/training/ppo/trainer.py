@@ -475,6 +475,8 @@ class PPOTrainer(Trainer):
         # during the critic warm-up the policy's gradient is zero (not absent: DDP expects every parameter's)
         loss = (0.0 if warming_up else 1.0) * policy_loss + args.vf_coef * value_loss
         self.accelerator.backward(loss)
+        if args.max_grad_norm > 0 and self.accelerator.sync_gradients:  # under DeepSpeed its engine clips
+            self.accelerator.clip_grad_norm_(self.model.parameters(), args.max_grad_norm)
         self.optimizer.step()
         self.optimizer.zero_grad()
         with torch.no_grad():
