@@ -152,3 +152,26 @@ def test_deepspeed_s_cpu_adam_is_built_without_debug_info_and_otherwise_as_upstr
         assert builder.cxx_args() == [arg for arg in with_debug_info if arg != "-g"]
     finally:
         upstream_class.cxx_args = upstream
+
+
+def test_accelerate_s_package_checks_are_answered_once_and_the_same():
+    """Upstream reads the package's METADATA at every call (the workaround's reason to exist); cached, every
+    answer is the same, installed or not."""
+    from accelerate.utils import imports
+
+    from rlhf_recipes.compat import package_checks_cached
+
+    upstream = imports._is_package_available
+    names = ("peft", "deepspeed", "lomo_optim", "no_such_package_here")
+    answers = [upstream(name) for name in names]
+    assert answers[:2] == [True, True] and not answers[3]
+    try:
+        package_checks_cached()
+        package_checks_cached()  # twice is once (a stage run in this process may have cached it already)
+        cached = imports._is_package_available
+        assert [cached(name) for name in names] == answers
+        assert imports.is_peft_available() and imports.is_deepspeed_available()
+        assert cached.cache_info().hits >= 2 and cached.__wrapped__ is not cached
+        assert not hasattr(cached.__wrapped__, "cache_info")  # accelerate itself still does not cache
+    finally:
+        imports._is_package_available = upstream

@@ -21,7 +21,7 @@ from accelerate import PartialState
 from transformers import set_seed
 from trl import TrlParser
 
-from ..compat import full_logits_on_cpu
+from ..compat import full_logits_on_cpu, package_checks_cached
 from ..evaluation.judging import EvalArguments, evaluate_model, load_judging
 from ..training.config import RecipeError, declared, parse
 from ..training.cores import sharing_cores
@@ -63,6 +63,7 @@ class Stage:
         stage = cls(*configs)
         stage.check()
         full_logits_on_cpu()  # TRL's fused LM head costs an SFT step 1.56x on a CPU (compat.py)
+        package_checks_cached()  # accelerate reads peft's and DeepSpeed's METADATA files at every step
         stage.world = follow_world(stage.args, stage.args.dataset_name, **cls.world_options)
         return stage, output_args
 
