@@ -204,15 +204,34 @@ def test_make_chat_and_serve_use_the_folders_own_settings_on_its_outputs(target)
 TRAINING_STAGES = ("pretrain", "sft", "reward", "dpo", "rloo", "grpo", "ppo")
 
 
-def test_every_training_stage_writes_its_gradient_clipping():
-    """Each recipe says what it clips its gradient at (DeepSpeed's `gradient_clipping: auto` reads it too) instead of
-    relying on transformers' default."""
+# What the optimizer and its schedule rely on: transformers' and TRL's defaults move between releases, so each
+# recipe writes them (DeepSpeed's `auto` values read them too).
+OPTIMIZER_SETTINGS = (
+    "optim",
+    "learning_rate",
+    "adam_beta1",
+    "adam_beta2",
+    "adam_epsilon",
+    "weight_decay",
+    "max_grad_norm",
+    "gradient_accumulation_steps",
+    "lr_scheduler_type",
+    "warmup_steps",
+)
+
+
+def test_every_training_stage_writes_its_optimizer_settings():
+    """No hidden defaults: every training recipe of every folder (overlays through their base) names each setting its
+    optimizer reads."""
     folders = sorted(p.parent.name for p in RECIPES.glob(f"*/{RECIPE_FILE}"))
     checked = [
         (folder, name) for folder in folders for name in recipe_stages(folder, RECIPES) if name in TRAINING_STAGES
     ]
     assert len({folder for folder, _ in checked}) >= 5, checked
     missing = [
-        f"{folder}/{name}" for folder, name in checked if "max_grad_norm" not in recipe_config(folder, name, RECIPES)
+        f"{folder}/{name}: {key}"
+        for folder, name in checked
+        for key in OPTIMIZER_SETTINGS
+        if key not in recipe_config(folder, name, RECIPES)
     ]
     assert not missing, missing
